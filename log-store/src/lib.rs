@@ -1,0 +1,2 @@
+//! The pchannel engine.
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! Kafka wire protocol for Sluice.
+#![deny(missing_docs)]

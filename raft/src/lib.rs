@@ -1,0 +1,2 @@
+//! The embedded Raft metadata store.
+#![deny(missing_docs)]
