@@ -1,0 +1,147 @@
+//! The one `match` on the API key: decoded request in, encoded response parts out.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+use slog::{Logger, error};
+use sluice_protocol::response::encode_response_to;
+use sluice_protocol::response::fetch_records;
+use sluice_protocol::{Request, RequestHeader, encode_response, encode_response_vectored};
+
+use crate::broker::Broker;
+use crate::handler;
+
+/// The APIs this broker answers; the ApiVersions table is built from this list, so a client is
+/// never offered an API without a handler below.
+pub const HANDLED_APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::DescribeCluster,
+    ApiKey::CreateTopics,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+];
+
+/// The API's name as a metric label.
+pub fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        _ => "other",
+    }
+}
+
+/// A request after the part of its work that must happen in arrival order.
+pub enum Started {
+    /// A produce whose batches are already queued on their pchannels.
+    Produce(handler::produce::PendingProduce),
+    /// Any other request, not started yet.
+    Other(Request),
+}
+
+/// The in-order part of a request, run on the connection's reader before the next request is
+/// read: a produce's appends are queued here so they reach the log in request order.
+pub fn start(broker: &Broker, header: &RequestHeader, request: Request, log: &Logger) -> Started {
+    match request {
+        Request::Produce(r) => Started::Produce(handler::produce::submit(broker, header, r, log)),
+        other => Started::Other(other),
+    }
+}
+
+/// Runs one started request and encodes its response; `None` when no response is due (acks=0).
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    started: Started,
+    log: &Logger,
+) -> Option<Vec<Bytes>> {
+    let mut buf = BytesMut::new();
+    let request = match started {
+        Started::Produce(pending) => {
+            return match pending.finish(broker).await {
+                Some(body) => finish(log, header, encode(&mut buf, header, &body).map(|()| buf)),
+                None => None,
+            };
+        }
+        Started::Other(request) => request,
+    };
+    let encoded = match request {
+        Request::ApiVersions(r) => {
+            let (version, body) = handler::api_versions::handle(broker, header, r);
+            encode_response_to(
+                &mut buf,
+                ApiKey::ApiVersions,
+                version,
+                header.correlation_id,
+                &body,
+            )
+        }
+        Request::Metadata(r) => encode(
+            &mut buf,
+            header,
+            &handler::metadata::handle(broker, header, r, log).await,
+        ),
+        Request::DescribeCluster(r) => encode(
+            &mut buf,
+            header,
+            &handler::describe_cluster::handle(broker, header, r),
+        ),
+        Request::CreateTopics(r) => encode(
+            &mut buf,
+            header,
+            &handler::create_topics::handle(broker, header, r, log).await,
+        ),
+        Request::Fetch(r) => {
+            let body = handler::fetch::handle(broker, header, r).await;
+            let zero_copy = fetch_records(&body);
+            return match encode_response_vectored(header, &body, &zero_copy) {
+                Ok(parts) => Some(parts.parts),
+                Err(e) => {
+                    error!(log, "encoding a response failed"; "api" => "Fetch", "error" => %e);
+                    None
+                }
+            };
+        }
+        Request::ListOffsets(r) => encode(
+            &mut buf,
+            header,
+            &handler::list_offsets::handle(broker, header, r),
+        ),
+        other => {
+            // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.
+            error!(log, "request without a handler"; "api_key" => ?other.api_key());
+            return None;
+        }
+    };
+    finish(log, header, encoded.map(|()| buf))
+}
+
+fn finish(
+    log: &Logger,
+    header: &RequestHeader,
+    encoded: Result<BytesMut, sluice_protocol::EncodeError>,
+) -> Option<Vec<Bytes>> {
+    match encoded {
+        Ok(buf) => Some(vec![buf.freeze()]),
+        Err(e) => {
+            error!(log, "encoding a response failed"; "api_key" => ?header.api_key, "version" => header.api_version, "error" => %e);
+            None
+        }
+    }
+}
+
+fn encode<M: Encodable>(
+    buf: &mut BytesMut,
+    header: &RequestHeader,
+    body: &M,
+) -> Result<(), sluice_protocol::EncodeError> {
+    encode_response(buf, header, body)
+}

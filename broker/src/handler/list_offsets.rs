@@ -1,0 +1,127 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734) and by timestamp, where
+//! the index finds the first batch whose max timestamp reaches the target and the batch's
+//! records give the exact offset.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use log_store::VChannelId;
+use sluice_protocol::timestamp::first_offset_at_or_after;
+use sluice_protocol::{RecordBatchHeader, RequestHeader, ResponseError};
+
+use super::{local_wal, route};
+use crate::broker::Broker;
+use crate::streaming::Wal;
+
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// Answers a ListOffsets request.
+pub fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let state = broker.cluster.state();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let result = (|| {
+                        let route = route(&state, topic.name.as_str(), p.partition_index)?;
+                        if p.current_leader_epoch >= 0
+                            && p.current_leader_epoch != route.leader_epoch
+                        {
+                            return Err(if p.current_leader_epoch < route.leader_epoch {
+                                ResponseError::FencedLeaderEpoch.code()
+                            } else {
+                                ResponseError::UnknownLeaderEpoch.code()
+                            });
+                        }
+                        let wal = local_wal(broker, &route)?;
+                        lookup(&wal, VChannelId(route.vchannel), p.timestamp)
+                            .map(|found| (found, route.leader_epoch))
+                    })();
+                    match result {
+                        Ok(((offset, timestamp), epoch)) => {
+                            out = out.with_offset(offset).with_timestamp(timestamp);
+                            if header.api_version >= 4 {
+                                out = out.with_leader_epoch(epoch);
+                            }
+                        }
+                        Err(code) => {
+                            out = out.with_error_code(code).with_offset(-1).with_timestamp(-1);
+                        }
+                    }
+                    out
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// `(offset, timestamp)` for one query; `(-1, -1)` when no record has a timestamp ≥ the target.
+fn lookup(wal: &Wal, vchannel: VChannelId, timestamp: i64) -> Result<(i64, i64), i16> {
+    let (log_start, log_end) = wal
+        .log
+        .vchannel_state(vchannel)
+        .map_or((0, 0), |s| (s.log_start_offset, s.log_end_offset));
+    match timestamp {
+        EARLIEST => Ok((log_start, -1)),
+        LATEST => Ok((log_end, -1)),
+        MAX_TIMESTAMP => match wal.log.max_timestamp_entry(vchannel) {
+            None => Ok((-1, -1)),
+            Some(hit) => find_in_entry(wal, vchannel, hit.first_offset, hit.max_timestamp)
+                .map(|offset| offset.map_or((-1, -1), |o| (o, hit.max_timestamp))),
+        },
+        t if t < 0 => Err(ResponseError::InvalidRequest.code()),
+        t => match wal.log.lookup_timestamp(vchannel, t) {
+            None => Ok((-1, -1)),
+            Some(hit) => {
+                let offset = find_in_entry(wal, vchannel, hit.first_offset, t)?;
+                Ok(offset.map_or((-1, -1), |o| {
+                    (
+                        o.max(log_start),
+                        record_timestamp_hint(hit.max_timestamp, t),
+                    )
+                }))
+            }
+        },
+    }
+}
+
+/// Kafka answers a timestamp query with the found record's timestamp; the batch header only
+/// bounds it, so report the target when it lies inside the batch's range.
+fn record_timestamp_hint(batch_max: i64, target: i64) -> i64 {
+    target.min(batch_max)
+}
+
+fn find_in_entry(
+    wal: &Wal,
+    vchannel: VChannelId,
+    first_offset: i64,
+    target: i64,
+) -> Result<Option<i64>, i16> {
+    let entries = wal
+        .log
+        .read(vchannel, first_offset, 1)
+        .map_err(|_| ResponseError::KafkaStorageError.code())?;
+    let Some(entry) = entries.first() else {
+        return Ok(None);
+    };
+    let batch = RecordBatchHeader::parse(&entry.payload)
+        .map_err(|_| ResponseError::CorruptMessage.code())?;
+    first_offset_at_or_after(&batch, target).map_err(|_| ResponseError::CorruptMessage.code())
+}

@@ -1,0 +1,174 @@
+//! The broker's Prometheus registry and its `/metrics` HTTP endpoint.
+//!
+//! Names are prefixed `sluice_` and follow Kafka's where Kafka has one.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use slog::{Logger, warn};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Every metric the broker exports, registered in one registry.
+pub struct Metrics {
+    /// The registry served at `/metrics`.
+    pub registry: Registry,
+    /// Requests received, by API name.
+    pub requests: IntCounterVec,
+    /// Requests answered with a top-level or partition error, by API name and error name.
+    pub request_errors: IntCounterVec,
+    /// Time from a request's arrival to its response being queued, by API name.
+    pub request_latency: HistogramVec,
+    /// Requests that could not be decoded or were refused before dispatch, by reason.
+    pub rejected_requests: IntCounterVec,
+    /// Open client connections.
+    pub connections_active: IntGauge,
+    /// Client connections accepted since start.
+    pub connections_total: IntCounter,
+    /// Connections refused because `max.connections` was reached.
+    pub connections_refused: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric, including the process collector.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("sluice_requests_total", "Kafka requests received, by API"),
+            &["api"],
+        )
+        .expect("valid metric");
+        let request_errors = IntCounterVec::new(
+            Opts::new(
+                "sluice_request_errors_total",
+                "Kafka requests answered with an error code, by API and error",
+            ),
+            &["api", "error"],
+        )
+        .expect("valid metric");
+        let request_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_request_latency_seconds",
+                "Time from a request's arrival to its response, by API",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["api"],
+        )
+        .expect("valid metric");
+        let rejected_requests = IntCounterVec::new(
+            Opts::new(
+                "sluice_rejected_requests_total",
+                "Requests refused before dispatch (malformed, oversized, unsupported), by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let connections_active =
+            IntGauge::new("sluice_connections_active", "Open client connections")
+                .expect("valid metric");
+        let connections_total =
+            IntCounter::new("sluice_connections_total", "Client connections accepted")
+                .expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "sluice_connections_refused_total",
+            "Client connections refused at max.connections",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_errors.clone()),
+            Box::new(request_latency.clone()),
+            Box::new(rejected_requests.clone()),
+            Box::new(connections_active.clone()),
+            Box::new(connections_total.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "sluice",
+            )),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_errors,
+            request_latency,
+            rejected_requests,
+            connections_active,
+            connections_total,
+            connections_refused,
+        }
+    }
+
+    /// The registry in Prometheus' text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    log: Logger,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(log, "metrics accept failed"; "error" => %e);
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+            .expect("static response");
+    }
+    Response::builder()
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(metrics.render())))
+        .expect("static response")
+}

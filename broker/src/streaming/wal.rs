@@ -1,0 +1,242 @@
+//! One open pchannel on this node: its log, the single writer thread that runs the append
+//! pipeline with group commit, and the notifier that wakes fetches waiting for new data.
+//!
+//! Appends arrive on a queue; the writer takes everything queued (up to a byte budget), runs
+//! each batch through the interceptor chain, writes the whole group with one
+//! `PChannel::append`, makes it durable with one sync when any request needs it, publishes the
+//! new log end (waking tailing fetches) and answers every request of the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use log_store::{EntryRef, LogError, PChannel, SyncPolicy, Term, VChannelId};
+use slog::{Logger, error};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::interceptor::{self, AppendError, PreparedBatch};
+
+/// Bytes the writer gathers into one group commit before writing it.
+const GROUP_BYTES: usize = 8 << 20;
+
+/// How a produce is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0` and `acks=1`: answered once the batch is in the segment.
+    Written,
+    /// `acks=all`: answered once the batch is durable (unless fsync is disabled).
+    Durable,
+}
+
+/// One partition's share of a produce request.
+pub struct AppendRequest {
+    /// The vchannel of the partition.
+    pub vchannel: VChannelId,
+    /// The record batches, each a slice of the request frame, validated by the handler.
+    pub batches: Vec<Bytes>,
+    /// When to answer.
+    pub acks: Acks,
+    /// `message.timestamp.type=LogAppendTime` for this topic.
+    pub log_append_time: bool,
+    /// Where the result goes.
+    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// Where a partition's batches landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record of the first batch.
+    pub base_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    /// The vchannel's log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// A pchannel opened by this node at a term.
+pub struct Wal {
+    /// The pchannel id.
+    pub pchannel: u32,
+    /// The term this node serves the pchannel at; the leader epoch of its partitions.
+    pub term: u64,
+    /// The log.
+    pub log: Arc<PChannel>,
+    queue: parking_lot::RwLock<Option<mpsc::UnboundedSender<AppendRequest>>>,
+    published: watch::Receiver<u64>,
+    writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Starts the writer thread of an opened pchannel.
+    pub fn start(
+        pchannel: u32,
+        term: u64,
+        log: Arc<PChannel>,
+        policy: SyncPolicy,
+        log_out: Logger,
+    ) -> Arc<Wal> {
+        let (queue, requests) = mpsc::unbounded_channel();
+        let (publish, published) = watch::channel(0u64);
+        let writer_log = log.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("sluice-wal-{pchannel}"))
+            .spawn(move || {
+                Writer {
+                    log: writer_log,
+                    term: Term(term),
+                    policy,
+                    next_offsets: HashMap::new(),
+                    publish,
+                    logger: log_out,
+                }
+                .run(requests)
+            })
+            .expect("spawn WAL writer thread");
+        Arc::new(Wal {
+            pchannel,
+            term,
+            log,
+            queue: parking_lot::RwLock::new(Some(queue)),
+            published,
+            writer: parking_lot::Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Queues an append; the result arrives on the request's reply channel.
+    pub fn submit(&self, request: AppendRequest) {
+        let queue = self.queue.read();
+        let refused = match queue.as_ref() {
+            Some(queue) => queue.send(request).err().map(|e| e.0),
+            None => Some(request),
+        };
+        if let Some(request) = refused {
+            let _ = request.reply.send(Err(AppendError::NotServing));
+        }
+    }
+
+    /// A receiver whose value changes every time appended data becomes visible.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.clone()
+    }
+
+    /// Stops the writer after the queued appends, syncs and checkpoints the log.
+    pub fn close(&self) -> Result<(), LogError> {
+        // Closing the queue ends the writer's loop once it drained what was queued.
+        drop(self.queue.write().take());
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+        self.log.close()
+    }
+}
+
+struct Writer {
+    log: Arc<PChannel>,
+    term: Term,
+    policy: SyncPolicy,
+    /// Next offset of each vchannel written here, cached from the log.
+    next_offsets: HashMap<VChannelId, i64>,
+    publish: watch::Sender<u64>,
+    logger: Logger,
+}
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::UnboundedReceiver<AppendRequest>) {
+        let mut group = Vec::new();
+        while let Some(first) = requests.blocking_recv() {
+            let mut bytes: usize = first.batches.iter().map(Bytes::len).sum();
+            group.push(first);
+            while bytes < GROUP_BYTES {
+                match requests.try_recv() {
+                    Ok(next) => {
+                        bytes += next.batches.iter().map(Bytes::len).sum::<usize>();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut group);
+        }
+    }
+
+    /// Runs one group through the interceptors, writes it, syncs once if needed, answers.
+    fn commit(&mut self, group: &mut Vec<AppendRequest>) {
+        let now_ms = now_ms();
+        let mut prepared: Vec<(usize, Result<Vec<PreparedBatch>, AppendError>)> =
+            Vec::with_capacity(group.len());
+        for (i, request) in group.iter().enumerate() {
+            let next = self.next_offset(request.vchannel);
+            let result = interceptor::prepare(request, next, self.term, now_ms);
+            if let Ok(batches) = &result {
+                if let Some(last) = batches.last() {
+                    self.next_offsets
+                        .insert(request.vchannel, last.last_offset + 1);
+                }
+            }
+            prepared.push((i, result));
+        }
+        let term = self.term;
+        let mut entries: Vec<EntryRef<'_>> = Vec::new();
+        for (i, result) in &prepared {
+            if let Ok(batches) = result {
+                let vchannel = group[*i].vchannel;
+                entries.extend(batches.iter().map(|b| b.entry(vchannel, term)));
+            }
+        }
+        let written = if entries.is_empty() {
+            Ok(None)
+        } else {
+            self.log.append(&entries).map(Some)
+        };
+        drop(entries);
+        let outcome = written.and_then(|outcome| {
+            let needs_sync = group.iter().any(|r| r.acks == Acks::Durable);
+            match (outcome, self.policy) {
+                (Some(o), SyncPolicy::IntervalMs(_)) if needs_sync => {
+                    self.log.wait_durable(o.end).map(|_| ())
+                }
+                _ => Ok(()),
+            }
+        });
+        if let Err(e) = &outcome {
+            // The cached offsets may be ahead of what reached the log: reload them.
+            error!(self.logger, "append failed; partitions answered with an error"; "error" => %e);
+            self.next_offsets.clear();
+        }
+        let _ = self.publish.send_modify(|n| *n += 1);
+        for ((_, result), request) in prepared.into_iter().zip(group.drain(..)) {
+            let reply = match (&outcome, result) {
+                (Err(e), _) => Err(AppendError::Storage(e.to_string())),
+                (Ok(()), Err(e)) => Err(e),
+                (Ok(()), Ok(batches)) => {
+                    let log_start_offset = self
+                        .log
+                        .vchannel_state(request.vchannel)
+                        .map_or(0, |s| s.log_start_offset);
+                    Ok(Appended {
+                        base_offset: batches.first().map_or(-1, |b| b.base_offset),
+                        log_append_time: if request.log_append_time { now_ms } else { -1 },
+                        log_start_offset,
+                    })
+                }
+            };
+            let _ = request.reply.send(reply);
+        }
+    }
+
+    fn next_offset(&mut self, vchannel: VChannelId) -> i64 {
+        *self.next_offsets.entry(vchannel).or_insert_with(|| {
+            self.log
+                .vchannel_state(vchannel)
+                .map_or(0, |s| s.log_end_offset)
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,133 @@
+"""Real clients connect, negotiate versions and read cluster metadata; bad input is refused
+without disturbing other connections."""
+
+import socket
+import struct
+import urllib.request
+
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient
+
+from conftest import run_java
+
+
+def test_librdkafka_reads_cluster_metadata(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    md = admin.list_topics(timeout=10)
+    assert list(md.brokers) == [1]
+    assert md.brokers[1].host == "127.0.0.1"
+    assert md.brokers[1].port == broker.port
+    assert md.controller_id == 1
+    assert not [t for t in md.topics if not t.startswith("__")]
+
+
+def test_kafka_python_negotiates_versions(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        cluster = admin.describe_cluster()
+        assert [b["broker_id"] for b in cluster["brokers"]] == [1]
+        assert cluster["brokers"][0]["port"] == broker.port
+        assert cluster["cluster_id"]
+    finally:
+        admin.close()
+
+
+def test_java_admin_describes_cluster(broker):
+    out = run_java("DescribeCluster.java", broker.bootstrap)
+    lines = dict(line.split("=", 1) for line in out.strip().splitlines())
+    assert lines["nodes"] == f"1@127.0.0.1:{broker.port}"
+    assert lines["controller"] == "1"
+    assert lines["clusterId"]
+
+
+def api_versions_frame(version, correlation_id, client_id=b"raw"):
+    # Request header v1 for v0-v2, v2 (flexible, with an empty tag buffer) for v3+.
+    header = struct.pack(">hhi", 18, version, correlation_id)
+    header += struct.pack(">h", len(client_id)) + client_id
+    body = b""
+    if version >= 3:
+        header += b"\x00"
+        body = b"\x04raw\x021\x00"  # client software name and version, no tags
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def read_frame(sock):
+    def read_exact(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    (size,) = struct.unpack(">i", read_exact(4))
+    return read_exact(size)
+
+
+def connect(broker):
+    sock = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+    return sock
+
+
+def assert_closed(sock):
+    sock.settimeout(10)
+    try:
+        assert sock.recv(1) == b""
+    except ConnectionResetError:
+        pass
+
+
+def test_unknown_api_versions_version_gets_v0_answer(broker):
+    with connect(broker) as sock:
+        sock.sendall(api_versions_frame(99, 42))
+        frame = read_frame(sock)
+        correlation_id, error_code, count = struct.unpack(">ihi", frame[:10])
+        assert correlation_id == 42
+        assert error_code == 35  # UNSUPPORTED_VERSION
+        keys = {struct.unpack(">hhh", frame[10 + 6 * i : 16 + 6 * i])[0] for i in range(count)}
+        assert {0, 1, 3, 18} <= keys  # Produce, Fetch, Metadata, ApiVersions
+        # The connection stays usable for a supported version.
+        sock.sendall(api_versions_frame(3, 43))
+        frame = read_frame(sock)
+        assert struct.unpack(">ih", frame[:6]) == (43, 0)
+
+
+def test_bad_input_closes_only_that_connection(broker):
+    healthy = connect(broker)
+    cases = [
+        struct.pack(">i", 0x7FFFFFF0),  # a frame far above socket.request.max.bytes
+        struct.pack(">i", 8) + struct.pack(">hhi", 32000, 0, 7),  # unknown API key
+        struct.pack(">i", 8) + struct.pack(">hhi", 3, 999, 8),  # Metadata v999
+        struct.pack(">i", 10) + struct.pack(">hhih", 3, 12, 9, 200),  # truncated header
+    ]
+    for frame in cases:
+        with connect(broker) as bad:
+            bad.sendall(frame)
+            assert_closed(bad)
+    healthy.sendall(api_versions_frame(3, 77))
+    assert struct.unpack(">ih", read_frame(healthy)[:6]) == (77, 0)
+    healthy.close()
+    rejected = [r for r in broker.log_records() if r.get("msg") == "request rejected"]
+    assert len(rejected) >= len(cases)
+
+
+def test_metrics_endpoint_counts_requests(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.list_topics(timeout=10)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10).read().decode()
+    counts = {}
+    for line in body.splitlines():
+        if line.startswith("sluice_requests_total{"):
+            name, value = line.rsplit(" ", 1)
+            counts[name] = float(value)
+    assert counts.get('sluice_requests_total{api="ApiVersions"}', 0) >= 1
+    assert counts.get('sluice_requests_total{api="Metadata"}', 0) >= 1
+    assert "sluice_connections_active" in body
+    assert "sluice_process_resident_memory_bytes" in body or "process_resident_memory_bytes" in body
+
+
+def test_sigterm_shuts_down_cleanly(broker):
+    assert broker.stop() == 0
+    assert any(r.get("msg") == "shutdown complete" for r in broker.log_records())
