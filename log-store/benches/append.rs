@@ -1,0 +1,140 @@
+//! Append throughput: 16 KiB entries without sync, and 1 MiB groups each followed by a sync,
+//! plus a raw memcpy baseline of the same sizes.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use log_store::{EntryFlags, EntryRef, PChannel, PChannelOptions, SyncPolicy, Term, VChannelId};
+
+const ENTRY: usize = 16 << 10;
+
+fn options(sync_policy: SyncPolicy) -> PChannelOptions {
+    PChannelOptions {
+        segment_bytes: 256 << 20,
+        sync_policy,
+        checkpoint_interval: None,
+        ..PChannelOptions::default()
+    }
+}
+
+/// Appends `group` entries of 16 KiB spread over 1,000 vchannels.
+struct Appender {
+    pc: PChannel,
+    next: Vec<i64>,
+    turn: usize,
+    payload: Vec<u8>,
+}
+
+impl Appender {
+    fn new(dir: &std::path::Path, policy: SyncPolicy) -> Appender {
+        let (pc, _) = PChannel::open(dir, options(policy)).unwrap();
+        Appender {
+            pc,
+            next: vec![0; 1000],
+            turn: 0,
+            payload: vec![0x5a; ENTRY],
+        }
+    }
+
+    fn append(&mut self, group: usize) {
+        let mut entries = Vec::with_capacity(group);
+        for _ in 0..group {
+            let v = self.turn % 1000;
+            self.turn += 1;
+            let first = self.next[v];
+            self.next[v] += 10;
+            entries.push(EntryRef {
+                vchannel: VChannelId(v as u64),
+                first_offset: first,
+                last_offset: first + 9,
+                max_timestamp: first,
+                flags: EntryFlags::default(),
+                term: Term(1),
+                prefix: &self.payload[..16],
+                rest: &self.payload[16..],
+            });
+        }
+        black_box(self.pc.append(&entries).unwrap());
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10);
+    for group in [1usize, 64] {
+        g.throughput(Throughput::Bytes((group * ENTRY) as u64));
+        let dir = tempfile::tempdir_in(
+            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .unwrap();
+        let mut a = Appender::new(dir.path(), SyncPolicy::Never);
+        g.bench_function(
+            BenchmarkId::new("16KiB_no_sync", format!("group{group}")),
+            |b| b.iter(|| a.append(group)),
+        );
+    }
+    {
+        // The same appends into a segment whose pages are already in memory (prefaulted
+        // untimed): the memcpy-into-the-map path alone, without the kernel's cost of handing
+        // out fresh page-cache pages.
+        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
+        g.bench_function("16KiB_no_sync_resident/group64", |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::tempdir_in(
+                    std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+                )
+                .unwrap();
+                let bytes = ((iters + 2) * 64 * ENTRY as u64).max(64 << 20);
+                let opts = PChannelOptions {
+                    segment_bytes: bytes,
+                    prefault_bytes: 2 * bytes,
+                    ..options(SyncPolicy::Never)
+                };
+                let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
+                let mut a = Appender {
+                    pc,
+                    next: vec![0; 1000],
+                    turn: 0,
+                    payload: vec![0x5a; ENTRY],
+                };
+                a.append(1);
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    a.append(64);
+                }
+                t.elapsed()
+            })
+        });
+    }
+    {
+        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
+        let dir = tempfile::tempdir_in(
+            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .unwrap();
+        let mut a = Appender::new(dir.path(), SyncPolicy::Never);
+        g.bench_function("1MiB_group_then_sync", |b| {
+            b.iter(|| {
+                a.append(64);
+                a.pc.sync().unwrap();
+            })
+        });
+    }
+    {
+        g.throughput(Throughput::Bytes(ENTRY as u64));
+        let src = vec![0x5au8; ENTRY];
+        let mut dst = vec![0u8; 256 << 20];
+        let mut at = 0;
+        g.bench_function("memcpy_16KiB_baseline", |b| {
+            b.iter(|| {
+                dst[at..at + ENTRY].copy_from_slice(&src);
+                at = (at + ENTRY) % dst.len();
+                black_box(&dst);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,209 @@
+//! The write path: validate a group of entries, copy them into the active segment through the
+//! map, roll to a new segment when full, publish them to readers, then group-commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of};
+use crate::error::LogError;
+use crate::index::{IdxRecord, write_index_file};
+use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
+use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::types::{AppendOutcome, EntryFlags, EntryRef, Position, SyncPolicy, VChannelId};
+
+impl PChannel {
+    /// Appends a group of entries, in order, and returns their positions.
+    ///
+    /// Each entry's `first_offset` must be its vchannel's `log_end_offset` (offsets are dense);
+    /// the whole group is validated before anything is written. Under `SyncPolicy::Always` this
+    /// returns after the group is durable; otherwise call [`PChannel::wait_durable`] with
+    /// `outcome.end` when durability is needed.
+    pub fn append(&self, entries: &[EntryRef<'_>]) -> Result<AppendOutcome, LogError> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Relaxed) {
+            return Err(LogError::Closed);
+        }
+        let mut w = inner.writer.lock();
+        validate(inner, entries)?;
+        let mut records = Vec::with_capacity(entries.len());
+        let mut positions = Vec::with_capacity(entries.len());
+        let mut res = Ok(());
+        for e in entries {
+            let parts: [&[u8]; 2] = [e.prefix, e.rest];
+            let payload_len = (e.prefix.len() + e.rest.len()) as u32;
+            let header = EntryHeader {
+                crc: 0,
+                payload_len,
+                flags: e.flags.0,
+                vchannel: e.vchannel.0,
+                first_offset: e.first_offset,
+                last_offset: e.last_offset,
+                max_timestamp: e.max_timestamp,
+                term: e.term.0,
+                seq: 0,
+            };
+            match write_entry(inner, &mut w, header, &parts, &mut records) {
+                Ok(pos) => positions.push(Position(pos)),
+                Err(err) => {
+                    res = Err(err);
+                    break;
+                }
+            }
+        }
+        // Whatever was written is published, so the segment and the index never disagree.
+        publish(inner, &mut w, &records);
+        let end = w.end_position();
+        drop(w);
+        res?;
+        if inner.opts.sync_policy == SyncPolicy::Always {
+            inner.wait_durable(Position(end))?;
+        }
+        Ok(AppendOutcome {
+            positions,
+            end: Position(end),
+        })
+    }
+}
+
+fn validate(inner: &Inner, entries: &[EntryRef<'_>]) -> Result<(), LogError> {
+    let st = inner.state.read();
+    // Next offsets of vchannels seen earlier in this group.
+    let mut next: Vec<(VChannelId, i64)> = Vec::new();
+    let max_entry = inner.opts.segment_bytes.saturating_sub(SEGMENT_HEADER_LEN);
+    for e in entries {
+        let v = e.vchannel;
+        if e.flags.0 & !EntryFlags::CALLER_MASK != 0 {
+            return Err(LogError::InvalidEntry {
+                vchannel: v,
+                reason: "reserved flag bits set",
+            });
+        }
+        if e.last_offset < e.first_offset || e.last_offset - e.first_offset > i64::from(u32::MAX) {
+            return Err(LogError::InvalidEntry {
+                vchannel: v,
+                reason: "last offset below first offset or too far above",
+            });
+        }
+        let payload = (e.prefix.len() + e.rest.len()) as u64;
+        let size = payload + HEADER_LEN as u64;
+        if payload > MAX_PAYLOAD || size > max_entry {
+            return Err(LogError::EntryTooLarge {
+                size,
+                segment_bytes: inner.opts.segment_bytes,
+            });
+        }
+        let expected = match next.iter_mut().find(|(id, _)| *id == v) {
+            Some((_, n)) => *n,
+            None => match st.vchannels.get(&v) {
+                Some(vc) if vc.deleted => return Err(LogError::VChannelDeleted(v)),
+                Some(vc) => vc.log_end_offset,
+                None => 0,
+            },
+        };
+        if e.first_offset != expected {
+            return Err(LogError::OffsetMismatch {
+                vchannel: v,
+                expected,
+                got: e.first_offset,
+            });
+        }
+        match next.iter_mut().find(|(id, _)| *id == v) {
+            Some((_, n)) => *n = e.last_offset + 1,
+            None => next.push((v, e.last_offset + 1)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes one entry at the writer's position and adds its record to `pending`; fills in the
+/// sequence number and CRC. If the entry does not fit, `pending` is published and the segment
+/// rolled first. The entry is not visible to readers until [`publish`]. Returns its position.
+pub(crate) fn write_entry(
+    inner: &Inner,
+    w: &mut Writer,
+    mut header: EntryHeader,
+    parts: &[&[u8]],
+    pending: &mut Vec<IdxRecord>,
+) -> Result<u64, LogError> {
+    let len = header.entry_len();
+    if w.write_off + len > w.active.len() {
+        publish(inner, w, pending);
+        pending.clear();
+        roll(inner, w)?;
+    }
+    header.seq = w.next_seq;
+    let mut enc = header.encode();
+    header.crc = crc_of(&enc, parts);
+    enc[0..4].copy_from_slice(&header.crc.to_le_bytes());
+    let off = w.write_off;
+    w.active.write(off, &[&enc]);
+    w.active.write(off + HEADER_LEN as u64, parts);
+    w.write_off += len;
+    w.next_seq += 1;
+    let ahead = inner.opts.prefault_bytes;
+    if ahead > 0 && w.write_off + ahead / 2 > w.prefaulted_to {
+        let from = w.prefaulted_to.max(w.write_off);
+        w.active.prefault(from, ahead);
+        w.prefaulted_to = from + ahead;
+    }
+    pending.push(IdxRecord {
+        vchannel: header.vchannel,
+        first_offset: header.first_offset,
+        last_offset: header.last_offset,
+        max_timestamp: header.max_timestamp,
+        position: w.active.base + off,
+        payload_len: header.payload_len,
+        flags: header.flags,
+        term: header.term,
+        seq: header.seq,
+    });
+    Ok(w.active.base + off)
+}
+
+/// Makes written records visible: index entries, segment end, written watermark.
+pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
+    {
+        let mut st = inner.state.write();
+        for r in records {
+            let v = st.vchannels.entry(VChannelId(r.vchannel)).or_default();
+            if r.flags & EntryFlags::COPY != 0 {
+                v.relocate(r);
+            } else {
+                v.push(r);
+            }
+        }
+        let end = w.end_position();
+        if let Some(last) = st.segments.last_mut() {
+            last.end = end;
+        }
+    }
+    w.active_records.extend_from_slice(records);
+    // Under the writer lock, so a checkpoint never claims a position sync has not covered.
+    inner.durability.set_written(w.end_position());
+}
+
+/// Seals the active segment (flush, index file, shrink) and starts a new one after it.
+pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
+    let used = w.write_off;
+    let old = Arc::clone(&w.active);
+    old.flush(0, used)?;
+    write_index_file(&inner.dir, old.base, used, &w.active_records)?;
+    old.shrink_to(used)?;
+    let base = old.base + used;
+    let seg = Arc::new(Segment::create(&inner.dir, base, inner.opts.segment_bytes)?);
+    {
+        let mut st = inner.state.write();
+        if let Some(last) = st.segments.last_mut() {
+            last.end = base;
+        }
+        st.segments.push(SegSlot {
+            seg: Arc::clone(&seg),
+            end: base + SEGMENT_HEADER_LEN,
+        });
+    }
+    w.active = seg;
+    w.write_off = SEGMENT_HEADER_LEN;
+    w.active_records.clear();
+    w.prefaulted_to = 0;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The pchannel handle: shared state, the single-writer lock, and the per-vchannel operations
+//! that are neither append nor read (state queries, DeleteRecords, deletion, checkpoint, close).
+//!
+//! Locking: `writer` (a mutex) serialises every mutation — appends, metadata changes, retention,
+//! truncation — so the pchannel has exactly one writer at a time. `state` (a read-write lock)
+//! holds what readers need; the writer takes it for writing only to publish finished entries,
+//! which is how readers never see a partial entry. Lock order: `ck_lock` → `writer` → `state`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::checkpoint::{Checkpoint, VChannelRecord};
+use crate::error::LogError;
+use crate::index::{IdxRecord, VChannelMap};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::Segment;
+use crate::sync::{self, Durability};
+use crate::types::{PChannelOptions, Position, Retention, VChannelId, VChannelState};
+
+/// A segment as seen by readers: its map and the position just after its last entry.
+#[derive(Debug, Clone)]
+pub(crate) struct SegSlot {
+    pub seg: Arc<Segment>,
+    pub end: u64,
+}
+
+/// What readers see; changed only by the writer.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Sorted by base; the last one is active.
+    pub segments: Vec<SegSlot>,
+    pub vchannels: VChannelMap,
+}
+
+impl State {
+    /// Index in `segments` of the segment holding `position`.
+    pub(crate) fn segment_of(&self, position: u64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.seg.base <= position);
+        (i > 0 && position < self.segments[i - 1].end).then(|| i - 1)
+    }
+}
+
+/// The single writer's private state.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub active: Arc<Segment>,
+    /// File offset in `active` where the next entry goes.
+    pub write_off: u64,
+    pub next_seq: u64,
+    /// Index records of the active segment, in position order (its future `.idx` file).
+    pub active_records: Vec<IdxRecord>,
+    /// File offset up to which the active segment was prefaulted.
+    pub prefaulted_to: u64,
+    /// Truncation may not cut below this position: compaction copies live above it.
+    pub compaction_floor: u64,
+}
+
+impl Writer {
+    pub(crate) fn end_position(&self) -> u64 {
+        self.active.base + self.write_off
+    }
+}
+
+/// Shared insides of a [`PChannel`], also held by the flusher thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: PChannelOptions,
+    pub writer: Mutex<Writer>,
+    pub state: RwLock<State>,
+    pub durability: Durability,
+    pub ck_lock: Mutex<()>,
+    pub closed: AtomicBool,
+}
+
+/// A physical write-ahead log: a directory of mmap'ed segments holding many vchannels.
+///
+/// `PChannel` is `Send + Sync`; share it with an `Arc`. Appends and other mutations are
+/// serialised by an internal writer mutex (one writer at a time); reads run concurrently with
+/// the writer and only ever see whole, published entries.
+#[derive(Debug)]
+pub struct PChannel {
+    pub(crate) inner: Arc<Inner>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PChannel {
+    /// Opens (creating if needed) the pchannel in `dir`, recovering after a crash: loads the
+    /// checkpoint and the sealed index files, scans the active segment past the checkpoint
+    /// verifying CRCs, and cuts at the first torn or corrupt entry (reported, never a panic).
+    pub fn open(
+        dir: impl AsRef<Path>,
+        opts: PChannelOptions,
+    ) -> Result<(PChannel, RecoveryReport), LogError> {
+        let (inner, report) = recovery::open(dir.as_ref(), opts)?;
+        if report.scanned_bytes > 0
+            || !report.cuts.is_empty()
+            || !report.rebuilt_indexes.is_empty()
+            || report.checkpoint_error.is_some()
+        {
+            inner.checkpoint()?;
+        }
+        let inner = Arc::new(inner);
+        let flusher = sync::spawn_flusher(Arc::clone(&inner));
+        Ok((
+            PChannel {
+                inner,
+                flusher: Mutex::new(flusher),
+            },
+            report,
+        ))
+    }
+
+    /// The pchannel's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Flushes everything appended so far; returns the new durable position.
+    pub fn sync(&self) -> Result<Position, LogError> {
+        self.inner.sync()
+    }
+
+    /// Position up to which every entry is durable (see `sync.rs` for what that means).
+    pub fn durable_position(&self) -> Position {
+        Position(self.inner.durability.durable())
+    }
+
+    /// Position just after the last appended entry.
+    pub fn end_position(&self) -> Position {
+        Position(self.inner.durability.written())
+    }
+
+    /// Blocks until `pos` is durable as the policy promises: under `Always` the caller joins
+    /// (or leads) the next group flush, under `IntervalMs` it waits for the flusher thread,
+    /// under `Never` it returns at once. Returns the durable position.
+    pub fn wait_durable(&self, pos: Position) -> Result<Position, LogError> {
+        self.inner.wait_durable(pos)
+    }
+
+    /// Writes a checkpoint now (after flushing), so the next open scans nothing before it.
+    pub fn checkpoint(&self) -> Result<(), LogError> {
+        self.inner.checkpoint()
+    }
+
+    /// State of `vchannel`: `None` if it has never been written.
+    pub fn vchannel_state(&self, vchannel: VChannelId) -> Option<VChannelState> {
+        let st = self.inner.state.read();
+        st.vchannels
+            .get(&vchannel)
+            .filter(|v| !v.deleted)
+            .map(|v| VChannelState {
+                log_start_offset: v.log_start_offset,
+                log_end_offset: v.log_end_offset,
+                entry_count: v.entries.len() as u64,
+                payload_bytes: v.payload_bytes,
+                retention: v.retention,
+            })
+    }
+
+    /// Ids of the live vchannels, sorted.
+    pub fn vchannels(&self) -> Vec<VChannelId> {
+        let st = self.inner.state.read();
+        let mut ids: Vec<_> = st
+            .vchannels
+            .iter()
+            .filter(|(_, v)| !v.deleted)
+            .map(|(k, _)| *k)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Sets the retention of `vchannel` (applied by [`PChannel::enforce_retention`]); durable
+    /// on return (it writes a checkpoint).
+    pub fn set_retention(
+        &self,
+        vchannel: VChannelId,
+        retention: Retention,
+    ) -> Result<(), LogError> {
+        {
+            let _w = self.inner.writer.lock();
+            let mut st = self.inner.state.write();
+            let v = st.vchannels.entry(vchannel).or_default();
+            if v.deleted {
+                return Err(LogError::VChannelDeleted(vchannel));
+            }
+            if v.retention == retention {
+                return Ok(());
+            }
+            v.retention = retention;
+        }
+        self.inner.checkpoint()
+    }
+
+    /// Kafka DeleteRecords: moves `log_start_offset` up to `before_offset` (never down) and
+    /// makes that durable with a checkpoint. Returns the new log start offset.
+    pub fn delete_records(
+        &self,
+        vchannel: VChannelId,
+        before_offset: i64,
+    ) -> Result<i64, LogError> {
+        let start = {
+            let _w = self.inner.writer.lock();
+            let mut st = self.inner.state.write();
+            let v = st
+                .vchannels
+                .get_mut(&vchannel)
+                .ok_or(LogError::UnknownVChannel(vchannel))?;
+            if v.deleted {
+                return Err(LogError::VChannelDeleted(vchannel));
+            }
+            if before_offset > v.log_end_offset || before_offset < 0 {
+                return Err(LogError::OffsetOutOfRange {
+                    vchannel,
+                    offset: before_offset,
+                    log_start_offset: v.log_start_offset,
+                    log_end_offset: v.log_end_offset,
+                });
+            }
+            v.drop_before(before_offset);
+            v.log_start_offset
+        };
+        self.inner.checkpoint()?;
+        Ok(start)
+    }
+
+    /// Deletes `vchannel`: its entries become dead (reclaimed by retention) and further appends
+    /// to it fail. Durable on return.
+    pub fn delete_vchannel(&self, vchannel: VChannelId) -> Result<(), LogError> {
+        {
+            let _w = self.inner.writer.lock();
+            let mut st = self.inner.state.write();
+            let v = st.vchannels.entry(vchannel).or_default();
+            v.deleted = true;
+            v.entries.clear();
+            v.payload_bytes = 0;
+        }
+        self.inner.checkpoint()
+    }
+
+    /// Flushes, writes a final checkpoint and stops the background thread. Appends fail after.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        // Flush before stopping the flusher, so its waiters see their positions durable.
+        self.inner.sync()?;
+        self.stop_flusher();
+        self.inner.checkpoint()
+    }
+
+    fn stop_flusher(&self) {
+        self.inner.durability.stop();
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for PChannel {
+    /// Stops the flusher thread. Without `close`, the next open recovers from the last
+    /// checkpoint as after a crash (the page cache still holds every appended byte).
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+impl Inner {
+    /// Flushes everything, then writes a checkpoint of the state at the flushed position.
+    pub(crate) fn checkpoint(&self) -> Result<(), LogError> {
+        let _ck = self.ck_lock.lock();
+        let ck = {
+            let w = self.writer.lock();
+            self.sync()?;
+            let st = self.state.read();
+            let mut vchannels: Vec<_> = st
+                .vchannels
+                .iter()
+                .map(|(id, v)| VChannelRecord {
+                    id: *id,
+                    log_start_offset: v.log_start_offset,
+                    log_end_offset: v.log_end_offset,
+                    retention: v.retention,
+                    deleted: v.deleted,
+                })
+                .collect();
+            vchannels.sort_unstable_by_key(|v| v.id);
+            Checkpoint {
+                position: w.end_position(),
+                active_base: w.active.base,
+                next_seq: w.next_seq,
+                compaction_floor: w.compaction_floor,
+                vchannels,
+                records: w.active_records.clone(),
+            }
+        };
+        ck.write(&self.dir)
+    }
+}

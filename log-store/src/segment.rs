@@ -1,0 +1,290 @@
+//! Segment files: a 32-byte header then contiguous entries, preallocated and memory-mapped.
+//!
+//! A segment is named by its base position (`{base:020}.seg`); the byte at file offset `f` has
+//! pchannel position `base + f`. The active segment is written through the map with raw-pointer
+//! copies; readers get `Bytes` slices of the same map, only over ranges already published (see
+//! `pchannel.rs`), so no reader ever sees bytes being written.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use crate::entry::{le_u32, le_u64};
+use crate::error::LogError;
+
+/// Size of the segment header.
+pub(crate) const SEGMENT_HEADER_LEN: u64 = 32;
+/// Magic at the start of every segment file.
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SLUICSEG";
+/// Segment format version.
+pub(crate) const SEGMENT_VERSION: u32 = 1;
+
+/// Path of the segment file with base position `base`.
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.seg"))
+}
+
+/// Path of the sealed index file beside segment `base`.
+pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.idx"))
+}
+
+/// Parses the base position out of a segment file name, if it is one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+fn encode_header(base: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[0..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&base.to_le_bytes());
+    let crc = crc32fast::hash(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks a segment header; returns why it is unusable.
+pub(crate) fn check_header(h: &[u8], base: u64) -> Result<(), &'static str> {
+    if h.len() < SEGMENT_HEADER_LEN as usize {
+        return Err("segment shorter than its header");
+    }
+    if &h[0..8] != SEGMENT_MAGIC {
+        return Err("bad segment magic");
+    }
+    if crc32fast::hash(&h[0..24]) != le_u32(&h[24..28]) {
+        return Err("bad segment header CRC");
+    }
+    if le_u32(&h[8..12]) != SEGMENT_VERSION {
+        return Err("unknown segment format version");
+    }
+    if le_u64(&h[16..24]) != base {
+        return Err("segment header base disagrees with file name");
+    }
+    Ok(())
+}
+
+/// Makes `file` at least `len` bytes long, with blocks allocated where the filesystem allows.
+fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), LogError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an open descriptor.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    if rc != 0 {
+        // Filesystems without fallocate: a sparse file reads as zeros all the same.
+        file.set_len(len).map_err(|e| LogError::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Owner of the map for `Bytes::from_owner`.
+struct MapOwner(Arc<MmapRaw>);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the map lives as long as `self`; `Bytes` only dereferences published ranges.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), self.0.len()) }
+    }
+}
+
+/// One mapped segment file.
+pub(crate) struct Segment {
+    /// Position of file offset 0.
+    pub base: u64,
+    /// The file's path.
+    pub path: PathBuf,
+    file: File,
+    map: Arc<MmapRaw>,
+    whole: Bytes,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base", &self.base)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Creates (or replaces) a segment file of `capacity` bytes with a fresh header.
+    pub(crate) fn create(dir: &Path, base: u64, capacity: u64) -> Result<Segment, LogError> {
+        let path = segment_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        preallocate(&file, &path, capacity)?;
+        file.write_all_at(&encode_header(base), 0)
+            .map_err(|e| LogError::io(&path, e))?;
+        file.sync_all().map_err(|e| LogError::io(&path, e))?;
+        sync_dir(dir)?;
+        Segment::map(path, file, base)
+    }
+
+    /// Opens an existing segment file, growing it to `min_len` first if it is shorter.
+    pub(crate) fn open(path: PathBuf, base: u64, min_len: u64) -> Result<Segment, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
+        if len < min_len {
+            preallocate(&file, &path, min_len)?;
+        }
+        Segment::map(path, file, base)
+    }
+
+    fn map(path: PathBuf, file: File, base: u64) -> Result<Segment, LogError> {
+        let map = MmapOptions::new()
+            .map_raw(&file)
+            .map_err(|e| LogError::io(&path, e))?;
+        let map = Arc::new(map);
+        let whole = Bytes::from_owner(MapOwner(Arc::clone(&map)));
+        Ok(Segment {
+            base,
+            path,
+            file,
+            map,
+            whole,
+        })
+    }
+
+    /// Rewrites the segment header (used when recovery finds it missing).
+    pub(crate) fn write_header(&self) -> Result<(), LogError> {
+        self.file
+            .write_all_at(&encode_header(self.base), 0)
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    /// Mapped length.
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Bytes at file offsets `off..off + len` (caller guarantees the range is stable).
+    pub(crate) fn slice(&self, off: u64, len: u64) -> &[u8] {
+        assert!(off + len <= self.len(), "slice beyond segment map");
+        // SAFETY: in bounds; the caller only asks for ranges not being written.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off as usize), len as usize) }
+    }
+
+    /// A zero-copy `Bytes` of file offsets `off..off + len`.
+    pub(crate) fn bytes(&self, off: u64, len: u64) -> Bytes {
+        self.whole.slice(off as usize..(off + len) as usize)
+    }
+
+    /// Copies `parts` one after another at file offset `off`. Only the single writer calls this,
+    /// on a range no reader can reach yet.
+    pub(crate) fn write(&self, mut off: u64, parts: &[&[u8]]) {
+        for p in parts {
+            assert!(
+                off + p.len() as u64 <= self.len(),
+                "write beyond segment map"
+            );
+            // SAFETY: in bounds; the range is unpublished, so nothing else reads or writes it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    p.as_ptr(),
+                    self.map.as_mut_ptr().add(off as usize),
+                    p.len(),
+                )
+            };
+            off += p.len() as u64;
+        }
+    }
+
+    /// Zeroes file offsets `off..off + len` (truncation of unpublished or withdrawn bytes).
+    pub(crate) fn zero(&self, off: u64, len: u64) {
+        assert!(off + len <= self.len(), "zero beyond segment map");
+        // SAFETY: in bounds; callers hold the writer lock and the range is no longer indexed.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(off as usize), 0, len as usize) };
+    }
+
+    /// msync(MS_SYNC) of file offsets `off..off + len`.
+    pub(crate) fn flush(&self, off: u64, len: u64) -> Result<(), LogError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map
+            .flush_range(off as usize, len as usize)
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    /// Asks the kernel to fault in pages ahead of the writer (best effort).
+    pub(crate) fn prefault(&self, off: u64, len: u64) {
+        let len = len.min(self.len().saturating_sub(off));
+        if len > 0 {
+            let _ = self
+                .map
+                .advise_range(Advice::PopulateWrite, off as usize, len as usize);
+        }
+    }
+
+    /// Shrinks the file to `used` bytes once the segment is sealed (the map stays valid for
+    /// every byte below `used`, which is all anyone reads).
+    pub(crate) fn shrink_to(&self, used: u64) -> Result<(), LogError> {
+        self.file
+            .set_len(used)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+}
+
+/// fsync of a directory, so created, renamed or removed names are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let dir = Path::new("/x");
+        let p = segment_path(dir, 1234);
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, "00000000000000001234.seg");
+        assert_eq!(parse_segment_name(name), Some(1234));
+        assert_eq!(parse_segment_name("1234.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000001234.idx"), None);
+    }
+
+    #[test]
+    fn create_write_read_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = Segment::create(dir.path(), 4096, 1 << 16).unwrap();
+        assert_eq!(seg.len(), 1 << 16);
+        check_header(seg.slice(0, SEGMENT_HEADER_LEN), 4096).unwrap();
+        assert_eq!(
+            check_header(seg.slice(0, SEGMENT_HEADER_LEN), 1),
+            Err("segment header base disagrees with file name")
+        );
+        seg.write(32, &[b"hello ", b"world"]);
+        assert_eq!(seg.slice(32, 11), b"hello world");
+        assert_eq!(&seg.bytes(38, 5)[..], b"world");
+        seg.flush(32, 11).unwrap();
+        seg.zero(32, 6);
+        assert_eq!(seg.slice(32, 11), b"\0\0\0\0\0\0world");
+        drop(seg);
+        let seg = Segment::open(segment_path(dir.path(), 4096), 4096, 0).unwrap();
+        assert_eq!(seg.slice(38, 5), b"world");
+    }
+}
