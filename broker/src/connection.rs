@@ -20,15 +20,15 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::Broker;
-use crate::dispatch;
+use crate::dispatch::{self, Reply};
 
 /// Requests one connection may have in flight before the reader stops reading.
 const MAX_IN_FLIGHT: usize = 128;
 /// Initial read buffer capacity; it grows to the largest frame seen.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// A response on its way to the socket: encoded bytes, or nothing (acks=0 produce).
-pub type ResponseSlot = oneshot::Receiver<Option<Vec<Bytes>>>;
+/// A response on its way to the socket.
+pub type ResponseSlot = oneshot::Receiver<Reply>;
 
 /// Serves one connection until the client closes it, a framing error occurs, or shutdown.
 pub async fn serve(
@@ -69,7 +69,7 @@ pub async fn serve(
                             break 'read;
                         }
                         let (tx, rx) = oneshot::channel();
-                        let _ = tx.send(Some(vec![out.freeze()]));
+                        let _ = tx.send(Reply::Send(vec![out.freeze()]));
                         if slots_tx.send(rx).await.is_err() {
                             break 'read;
                         }
@@ -145,8 +145,12 @@ async fn write_responses(
     log: Logger,
 ) {
     while let Some(slot) = slots.recv().await {
-        let Ok(Some(parts)) = slot.await else {
-            continue;
+        let parts = match slot.await {
+            Ok(Reply::Send(parts)) => parts,
+            Ok(Reply::Nothing) => continue,
+            // Close, or a request task that ended without a reply (a panic): the client would
+            // wait forever for its answer, so end the connection.
+            Ok(Reply::Close) | Err(_) => break,
         };
         if let Err(e) = write_all_vectored(&mut writer, parts).await {
             debug!(log, "write failed"; "error" => %e);

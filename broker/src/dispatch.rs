@@ -55,6 +55,16 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
     }
 }
 
+/// What the connection does once a request is done.
+pub enum Reply {
+    /// Write these bytes (one response frame, possibly in several parts).
+    Send(Vec<Bytes>),
+    /// No response is due (acks=0).
+    Nothing,
+    /// Close the connection after the responses before this one.
+    Close,
+}
+
 /// A request after the part of its work that must happen in arrival order.
 pub enum Started {
     /// A produce whose batches are already queued on their pchannels.
@@ -72,19 +82,22 @@ pub fn start(broker: &Broker, header: &RequestHeader, request: Request, log: &Lo
     }
 }
 
-/// Runs one started request and encodes its response; `None` when no response is due (acks=0).
+/// Runs one started request and encodes its response.
 pub async fn dispatch(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     started: Started,
     log: &Logger,
-) -> Option<Vec<Bytes>> {
+) -> Reply {
     let mut buf = BytesMut::new();
     let request = match started {
         Started::Produce(pending) => {
             return match pending.finish(broker).await {
-                Some(body) => finish(log, header, encode(&mut buf, header, &body).map(|()| buf)),
-                None => None,
+                Ok(Some(body)) => finish(log, header, encode(&mut buf, header, &body).map(|()| buf)),
+                Ok(None) => Reply::Nothing,
+                // acks=0 has no response to carry an error: close, so the client notices
+                // and refreshes its metadata (as Kafka does).
+                Err(()) => Reply::Close,
             };
         }
         Started::Other(request) => request,
@@ -119,10 +132,10 @@ pub async fn dispatch(
             let body = handler::fetch::handle(broker, header, r).await;
             let zero_copy = fetch_records(&body);
             return match encode_response_vectored(header, &body, &zero_copy) {
-                Ok(parts) => Some(parts.parts),
+                Ok(parts) => Reply::Send(parts.parts),
                 Err(e) => {
                     error!(log, "encoding a response failed"; "api" => "Fetch", "error" => %e);
-                    None
+                    Reply::Close
                 }
             };
         }
@@ -175,7 +188,7 @@ pub async fn dispatch(
             // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.
             // (A unit test below checks every listed API has an arm.)
             error!(log, "request without a handler"; "api_key" => ?other.api_key());
-            return None;
+            return Reply::Close;
         }
     };
     finish(log, header, encoded.map(|()| buf))
@@ -185,12 +198,12 @@ fn finish(
     log: &Logger,
     header: &RequestHeader,
     encoded: Result<BytesMut, sluice_protocol::EncodeError>,
-) -> Option<Vec<Bytes>> {
+) -> Reply {
     match encoded {
-        Ok(buf) => Some(vec![buf.freeze()]),
+        Ok(buf) => Reply::Send(vec![buf.freeze()]),
         Err(e) => {
             error!(log, "encoding a response failed"; "api_key" => ?header.api_key, "version" => header.api_version, "error" => %e);
-            None
+            Reply::Close
         }
     }
 }

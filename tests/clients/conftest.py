@@ -11,6 +11,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,16 @@ class Broker:
             except ValueError:
                 pass
         return out
+
+    def wait_for_log(self, predicate, count=1, timeout=10):
+        """Waits until `count` log records satisfy `predicate` (logging is asynchronous)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            matching = [r for r in self.log_records() if predicate(r)]
+            if len(matching) >= count:
+                return matching
+            time.sleep(0.05)
+        return [r for r in self.log_records() if predicate(r)]
 
     def stop(self, timeout=20):
         """SIGTERM and wait: the graceful path. Returns the exit code."""

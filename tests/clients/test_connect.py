@@ -99,7 +99,7 @@ def test_bad_input_closes_only_that_connection(broker):
     cases = [
         struct.pack(">i", 0x7FFFFFF0),  # a frame far above socket.request.max.bytes
         struct.pack(">i", 8) + struct.pack(">hhi", 32000, 0, 7),  # unknown API key
-        struct.pack(">i", 8) + struct.pack(">hhi", 3, 999, 8),  # Metadata v999
+        struct.pack(">i", 10) + struct.pack(">hhih", 3, 999, 8, -1),  # Metadata v999, null client id
         struct.pack(">i", 10) + struct.pack(">hhih", 3, 12, 9, 200),  # truncated header
     ]
     for frame in cases:
@@ -109,8 +109,10 @@ def test_bad_input_closes_only_that_connection(broker):
     healthy.sendall(api_versions_frame(3, 77))
     assert struct.unpack(">ih", read_frame(healthy)[:6]) == (77, 0)
     healthy.close()
-    rejected = [r for r in broker.log_records() if r.get("msg") == "request rejected"]
-    assert len(rejected) >= len(cases)
+    rejected = broker.wait_for_log(lambda r: r.get("msg") == "request rejected", count=len(cases))
+    assert len(rejected) == len(cases)
+    reasons = " | ".join(r["reason"] for r in rejected)
+    assert "exceeds the limit" in reasons and "unknown api key" in reasons and "unsupported version" in reasons
 
 
 def test_metrics_endpoint_counts_requests(broker):

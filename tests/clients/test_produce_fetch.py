@@ -2,6 +2,7 @@
 keys, headers, null and empty values, large records, every codec, every acks level; order,
 contiguous offsets, seeks and timestamp lookups."""
 
+import logging
 import threading
 import time
 import uuid
@@ -63,6 +64,27 @@ def consume_all(bootstrap, topic, partitions, expected, timeout=30, **config):
         out.append(msg)
     consumer.close()
     return out
+
+
+def consume_to_end(bootstrap, topic, partitions, timeout=60):
+    """Reads every partition from its start to the high watermark seen when called."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex, "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in range(partitions)}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
+        position = {p: low for p, (low, _) in ends.items()}
+        out = []
+        deadline = time.time() + timeout
+        while any(position[p] < ends[p][1] for p in ends) and time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(msg)
+            position[msg.partition()] = msg.offset() + 1
+        assert all(position[p] >= ends[p][1] for p in ends), f"stopped at {position}, ends {ends}"
+        return out
+    finally:
+        consumer.close()
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
@@ -187,13 +209,26 @@ def test_out_of_range_offset_resets(broker):
     finally:
         earliest.close()
 
-    latest = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "r-l", "auto.offset.reset": "latest"})
+    # librdkafka logs the reset; wait for that event before producing, so the new record is
+    # past the reset point.
+    reset_seen = threading.Event()
+
+    class ResetWatcher(logging.Handler):
+        def emit(self, record):
+            if "offset reset" in record.getMessage() and "END" in record.getMessage():
+                reset_seen.set()
+
+    watcher = logging.getLogger("rdkafka-reset")
+    watcher.addHandler(ResetWatcher())
+    latest = Consumer(
+        {"bootstrap.servers": broker.bootstrap, "group.id": "r-l", "auto.offset.reset": "latest", "logger": watcher}
+    )
     try:
         latest.assign([TopicPartition(topic, 0, 1000)])
         deadline = time.time() + 15
-        while latest.position([TopicPartition(topic, 0)])[0].offset != 10 and time.time() < deadline:
+        while not reset_seen.is_set() and time.time() < deadline:
             latest.poll(0.2)
-        assert latest.position([TopicPartition(topic, 0)])[0].offset == 10
+        assert reset_seen.is_set()
         produce_all(broker.bootstrap, topic, [(0, None, b"after", None)])
         msg = first_record(latest)
         assert (msg.offset(), msg.value()) == (10, b"after")

@@ -82,8 +82,9 @@ pub fn submit(
 }
 
 impl PendingProduce {
-    /// Waits for every partition's append; `None` for acks=0, which gets no response.
-    pub async fn finish(self, broker: &Broker) -> Option<ProduceResponse> {
+    /// Waits for every partition's append. `Ok(None)` for acks=0, which gets no response;
+    /// `Err(())` for an acks=0 produce that failed, whose connection must be closed.
+    pub async fn finish(self, broker: &Broker) -> Result<Option<ProduceResponse>, ()> {
         let PendingProduce {
             acks,
             api_version,
@@ -117,7 +118,11 @@ impl PendingProduce {
             }
             topics[t].partition_responses.push(response);
         }
-        (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+        if acks != 0 {
+            return Ok(Some(ProduceResponse::default().with_responses(topics)));
+        }
+        let failed = topics.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+        if failed { Err(()) } else { Ok(None) }
     }
 }
 
