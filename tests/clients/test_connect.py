@@ -99,7 +99,7 @@ def test_bad_input_closes_only_that_connection(broker):
     cases = [
         struct.pack(">i", 0x7FFFFFF0),  # a frame far above socket.request.max.bytes
         struct.pack(">i", 8) + struct.pack(">hhi", 32000, 0, 7),  # unknown API key
-        struct.pack(">i", 10) + struct.pack(">hhih", 3, 999, 8, -1),  # Metadata v999, null client id
+        struct.pack(">i", 11) + struct.pack(">hhihb", 3, 999, 8, -1, 0),  # Metadata v999, header v2
         struct.pack(">i", 10) + struct.pack(">hhih", 3, 12, 9, 200),  # truncated header
     ]
     for frame in cases:
