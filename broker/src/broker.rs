@@ -140,7 +140,11 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     let cluster_log = logging.component("cluster");
     let cluster = Arc::new(Cluster::start(&config, logging.component("raft")).await?);
     cluster.register(&advertised, &cluster_log).await?;
-    let streaming = Arc::new(StreamingNode::new(&config, logging.component("streaming")));
+    let streaming = Arc::new(StreamingNode::new(
+        &config,
+        metrics.clone(),
+        logging.component("streaming"),
+    ));
     let mut background = tokio::task::JoinSet::new();
     background.spawn(
         cluster

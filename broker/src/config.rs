@@ -49,7 +49,8 @@ pub enum ConfigError {
 /// When a pchannel's segment writes are made durable with fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// Every group commit syncs before `acks=all` (and `acks=1`) produces are answered.
+    /// A group commit that holds an `acks=all` produce is fsynced before it is answered;
+    /// `acks=1` is answered once the bytes are in the segment.
     Always,
     /// A background flusher syncs every `wal.fsync.interval.ms`; `acks=all` waits for it.
     Interval,

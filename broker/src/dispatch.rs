@@ -93,7 +93,9 @@ pub async fn dispatch(
     let request = match started {
         Started::Produce(pending) => {
             return match pending.finish(broker).await {
-                Ok(Some(body)) => finish(log, header, encode(&mut buf, header, &body).map(|()| buf)),
+                Ok(Some(body)) => {
+                    finish(log, header, encode(&mut buf, header, &body).map(|()| buf))
+                }
                 Ok(None) => Reply::Nothing,
                 // acks=0 has no response to carry an error: close, so the client notices
                 // and refreshes its metadata (as Kafka does).

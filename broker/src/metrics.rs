@@ -33,6 +33,18 @@ pub struct Metrics {
     pub connections_total: IntCounter,
     /// Connections refused because `max.connections` was reached.
     pub connections_refused: IntCounter,
+    /// Records appended, by topic (Kafka's MessagesInPerSec).
+    pub messages_in: IntCounterVec,
+    /// Record-batch bytes appended, by topic (Kafka's BytesInPerSec).
+    pub bytes_in: IntCounterVec,
+    /// Record-batch bytes returned by fetches, by topic (Kafka's BytesOutPerSec).
+    pub bytes_out: IntCounterVec,
+    /// Bytes written by one group commit, by pchannel.
+    pub group_commit_bytes: HistogramVec,
+    /// Time to write one group commit into the segment, by pchannel.
+    pub append_latency: HistogramVec,
+    /// Time of the fsync that makes a group commit durable, by pchannel.
+    pub fsync_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -83,8 +95,65 @@ impl Metrics {
             "Client connections refused at max.connections",
         )
         .expect("valid metric");
+        let messages_in = IntCounterVec::new(
+            Opts::new(
+                "sluice_broker_topic_messages_in_total",
+                "Records appended, by topic",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let bytes_in = IntCounterVec::new(
+            Opts::new(
+                "sluice_broker_topic_bytes_in_total",
+                "Record-batch bytes appended, by topic",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let bytes_out = IntCounterVec::new(
+            Opts::new(
+                "sluice_broker_topic_bytes_out_total",
+                "Record-batch bytes fetched, by topic",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let group_commit_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_pchannel_group_commit_bytes",
+                "Bytes written by one group commit",
+            )
+            .buckets(prometheus::exponential_buckets(256.0, 4.0, 10).expect("valid buckets")),
+            &["pchannel"],
+        )
+        .expect("valid metric");
+        let append_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_pchannel_append_seconds",
+                "Time to write one group commit into the segment",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_01, 3.0, 12).expect("valid buckets")),
+            &["pchannel"],
+        )
+        .expect("valid metric");
+        let fsync_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_pchannel_fsync_seconds",
+                "Time of the fsync that makes a group commit durable",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_05, 3.0, 12).expect("valid buckets")),
+            &["pchannel"],
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(messages_in.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(group_commit_bytes.clone()),
+            Box::new(append_latency.clone()),
+            Box::new(fsync_latency.clone()),
+            Box::new(requests.clone()),
             Box::new(request_errors.clone()),
             Box::new(request_latency.clone()),
             Box::new(rejected_requests.clone()),
@@ -109,6 +178,12 @@ impl Metrics {
             connections_active,
             connections_total,
             connections_refused,
+            messages_in,
+            bytes_in,
+            bytes_out,
+            group_commit_bytes,
+            append_latency,
+            fsync_latency,
         }
     }
 

@@ -115,19 +115,34 @@ def test_bad_input_closes_only_that_connection(broker):
     assert "exceeds the limit" in reasons and "unknown api key" in reasons and "unsupported version" in reasons
 
 
-def test_metrics_endpoint_counts_requests(broker):
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    admin.list_topics(timeout=10)
+def scrape(broker):
     body = urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10).read().decode()
-    counts = {}
+    values = {}
     for line in body.splitlines():
-        if line.startswith("sluice_requests_total{"):
+        if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
-            counts[name] = float(value)
-    assert counts.get('sluice_requests_total{api="ApiVersions"}', 0) >= 1
-    assert counts.get('sluice_requests_total{api="Metadata"}', 0) >= 1
-    assert "sluice_connections_active" in body
-    assert "sluice_process_resident_memory_bytes" in body or "process_resident_memory_bytes" in body
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_endpoint_counts_requests_and_records(broker):
+    from test_produce_fetch import consume_all, create_topic, produce_all
+
+    create_topic(broker.bootstrap, "metered")
+    produce_all(broker.bootstrap, "metered", [(0, None, b"x" * 100, None) for _ in range(10)], acks="all")
+    assert len(consume_all(broker.bootstrap, "metered", 1, 10)) == 10
+    m = scrape(broker)
+    assert m['sluice_requests_total{api="ApiVersions"}'] >= 1
+    assert m['sluice_requests_total{api="Metadata"}'] >= 1
+    assert m['sluice_requests_total{api="Produce"}'] >= 1
+    assert m['sluice_requests_total{api="Fetch"}'] >= 1
+    assert m['sluice_broker_topic_messages_in_total{topic="metered"}'] == 10
+    assert m['sluice_broker_topic_bytes_in_total{topic="metered"}'] > 1000
+    assert m['sluice_broker_topic_bytes_out_total{topic="metered"}'] >= m['sluice_broker_topic_bytes_in_total{topic="metered"}']
+    assert sum(v for k, v in m.items() if k.startswith("sluice_pchannel_fsync_seconds_count")) >= 1
+    assert sum(v for k, v in m.items() if k.startswith("sluice_pchannel_group_commit_bytes_count")) >= 1
+    assert m["sluice_connections_active"] >= 0
+    assert m["sluice_process_resident_memory_bytes"] > 0
 
 
 def test_sigterm_shuts_down_cleanly(broker):

@@ -45,6 +45,13 @@ pub async fn handle(
                 let (data, notifier) =
                     read_partition(broker, &state, topic.topic.as_str(), p, budget, total == 0);
                 let len = data.records.as_ref().map_or(0, Bytes::len);
+                if len > 0 {
+                    broker
+                        .metrics
+                        .bytes_out
+                        .with_label_values(&[topic.topic.as_str()])
+                        .inc_by(len as u64);
+                }
                 budget = budget.saturating_sub(len);
                 total += len;
                 any_error |= data.error_code != 0;

@@ -21,6 +21,8 @@ pub struct PendingProduce {
     api_version: i16,
     topics: Vec<TopicProduceResponse>,
     partitions: Vec<(usize, i32, Submitted)>,
+    /// Records and bytes queued per partition, counted once appended.
+    sizes: Vec<(u64, u64)>,
 }
 
 type Submitted = Result<oneshot::Receiver<Result<Appended, AppendError>>, (i16, Option<String>)>;
@@ -41,6 +43,7 @@ pub fn submit(
     };
     let state = broker.cluster.state();
     let mut partitions = Vec::new();
+    let mut sizes = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (t, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.as_str();
@@ -50,6 +53,7 @@ pub fn submit(
             .get(name)
             .map(|info| TopicConfig::effective(&broker.config, &info.configs));
         for partition in &topic.partition_data {
+            let mut size = (0, 0);
             let submitted = (|| {
                 let acks = acks.map_err(|c| (c, None))?;
                 let route = route(&state, name, partition.index).map_err(|c| (c, None))?;
@@ -61,6 +65,7 @@ pub fn submit(
                     (append_error_code(&e), Some(e.to_string()))
                 })?;
                 let (reply, receiver) = oneshot::channel();
+                size = (validated.records, records.len() as u64);
                 wal.submit(AppendRequest {
                     vchannel: log_store::VChannelId(route.vchannel),
                     batches: validated.batches,
@@ -71,6 +76,7 @@ pub fn submit(
                 Ok(receiver)
             })();
             partitions.push((t, partition.index, submitted));
+            sizes.push(size);
         }
     }
     PendingProduce {
@@ -78,6 +84,7 @@ pub fn submit(
         api_version: header.api_version,
         topics,
         partitions,
+        sizes,
     }
 }
 
@@ -90,8 +97,9 @@ impl PendingProduce {
             api_version,
             mut topics,
             partitions,
+            sizes,
         } = self;
-        for (t, index, submitted) in partitions {
+        for ((t, index, submitted), (records, bytes)) in partitions.into_iter().zip(sizes) {
             let mut response = PartitionProduceResponse::default().with_index(index);
             let outcome = match submitted {
                 Err(e) => Err(e),
@@ -103,6 +111,17 @@ impl PendingProduce {
             };
             match outcome {
                 Ok(appended) => {
+                    let topic = topics[t].name.as_str();
+                    broker
+                        .metrics
+                        .messages_in
+                        .with_label_values(&[topic])
+                        .inc_by(records);
+                    broker
+                        .metrics
+                        .bytes_in
+                        .with_label_values(&[topic])
+                        .inc_by(bytes);
                     response = response
                         .with_base_offset(appended.base_offset)
                         .with_log_append_time_ms(appended.log_append_time)
@@ -121,7 +140,10 @@ impl PendingProduce {
         if acks != 0 {
             return Ok(Some(ProduceResponse::default().with_responses(topics)));
         }
-        let failed = topics.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+        let failed = topics
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0);
         if failed { Err(()) } else { Ok(None) }
     }
 }

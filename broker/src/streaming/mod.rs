@@ -14,21 +14,27 @@ use parking_lot::RwLock;
 use slog::{Logger, info, warn};
 
 use crate::config::{Config, FsyncPolicy};
+use crate::metrics::Metrics;
 pub use wal::Wal;
 
 /// The open pchannels of this node.
 pub struct StreamingNode {
     root: PathBuf,
     options: PChannelOptions,
+    fsync_policy: FsyncPolicy,
+    metrics: Arc<Metrics>,
     wals: RwLock<HashMap<u32, Arc<Wal>>>,
     log: Logger,
 }
 
 impl StreamingNode {
     /// A node keeping its pchannels under `<log.dirs>/pchannels/`.
-    pub fn new(config: &Config, log: Logger) -> StreamingNode {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, log: Logger) -> StreamingNode {
+        // Under `always` the writer syncs each group that holds an acks=all produce itself, so
+        // acks=1 answers do not wait for the disk; `interval` hands syncing to the log store's
+        // flusher thread.
         let sync_policy = match config.fsync_policy {
-            FsyncPolicy::Always => SyncPolicy::Always,
+            FsyncPolicy::Always => SyncPolicy::Never,
             FsyncPolicy::Interval => {
                 SyncPolicy::IntervalMs(config.fsync_interval.as_millis().max(1) as u64)
             }
@@ -41,6 +47,8 @@ impl StreamingNode {
                 sync_policy,
                 ..PChannelOptions::default()
             },
+            fsync_policy: config.fsync_policy,
+            metrics,
             wals: RwLock::new(HashMap::new()),
             log,
         }
@@ -81,11 +89,13 @@ impl StreamingNode {
         }
         info!(logger, "pchannel opened"; "term" => term, "dir" => dir.display().to_string(),
             "entries" => report.entries, "scanned_bytes" => report.scanned_bytes);
+        let metrics = wal::WalMetrics::new(&self.metrics, pchannel);
         let wal = Wal::start(
             pchannel,
             term,
             Arc::new(log),
-            self.options.sync_policy,
+            self.fsync_policy,
+            metrics,
             logger,
         );
         self.wals.write().insert(pchannel, wal.clone());

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use log_store::{EntryRef, LogError, PChannel, SyncPolicy, Term, VChannelId};
+use log_store::{EntryRef, LogError, PChannel, Term, VChannelId};
 use slog::{Logger, error};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::FsyncPolicy;
 
 use super::interceptor::{self, AppendError, PreparedBatch};
 
@@ -25,7 +27,7 @@ const GROUP_BYTES: usize = 8 << 20;
 pub enum Acks {
     /// `acks=0` and `acks=1`: answered once the batch is in the segment.
     Written,
-    /// `acks=all`: answered once the batch is durable (unless fsync is disabled).
+    /// `acks=all`: answered once the batch is durable (unless `wal.fsync.policy=never`).
     Durable,
 }
 
@@ -54,6 +56,25 @@ pub struct Appended {
     pub log_start_offset: i64,
 }
 
+/// The metrics one writer updates, resolved for its pchannel once.
+pub struct WalMetrics {
+    group_commit_bytes: prometheus::Histogram,
+    append_latency: prometheus::Histogram,
+    fsync_latency: prometheus::Histogram,
+}
+
+impl WalMetrics {
+    /// The pchannel's series of the broker's metrics.
+    pub fn new(metrics: &crate::metrics::Metrics, pchannel: u32) -> WalMetrics {
+        let label = pchannel.to_string();
+        WalMetrics {
+            group_commit_bytes: metrics.group_commit_bytes.with_label_values(&[&label]),
+            append_latency: metrics.append_latency.with_label_values(&[&label]),
+            fsync_latency: metrics.fsync_latency.with_label_values(&[&label]),
+        }
+    }
+}
+
 /// A pchannel opened by this node at a term.
 pub struct Wal {
     /// The pchannel id.
@@ -73,7 +94,8 @@ impl Wal {
         pchannel: u32,
         term: u64,
         log: Arc<PChannel>,
-        policy: SyncPolicy,
+        policy: FsyncPolicy,
+        metrics: WalMetrics,
         log_out: Logger,
     ) -> Arc<Wal> {
         let (queue, requests) = mpsc::unbounded_channel();
@@ -88,6 +110,7 @@ impl Wal {
                     policy,
                     next_offsets: HashMap::new(),
                     publish,
+                    metrics,
                     logger: log_out,
                 }
                 .run(requests)
@@ -134,10 +157,11 @@ impl Wal {
 struct Writer {
     log: Arc<PChannel>,
     term: Term,
-    policy: SyncPolicy,
+    policy: FsyncPolicy,
     /// Next offset of each vchannel written here, cached from the log.
     next_offsets: HashMap<VChannelId, i64>,
     publish: watch::Sender<u64>,
+    metrics: WalMetrics,
     logger: Logger,
 }
 
@@ -184,19 +208,35 @@ impl Writer {
                 entries.extend(batches.iter().map(|b| b.entry(vchannel, term)));
             }
         }
+        let bytes: usize = entries.iter().map(|e| e.prefix.len() + e.rest.len()).sum();
+        let started = std::time::Instant::now();
         let written = if entries.is_empty() {
             Ok(None)
         } else {
             self.log.append(&entries).map(Some)
         };
+        self.metrics
+            .append_latency
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.group_commit_bytes.observe(bytes as f64);
         drop(entries);
         let outcome = written.and_then(|outcome| {
             let needs_sync = group.iter().any(|r| r.acks == Acks::Durable);
             match (outcome, self.policy) {
-                (Some(o), SyncPolicy::IntervalMs(_)) if needs_sync => {
-                    self.log.wait_durable(o.end).map(|_| ())
+                (None, _) | (_, FsyncPolicy::Never) => Ok(()),
+                _ if !needs_sync => Ok(()),
+                // One fsync covers every batch of the group, acks=all or not.
+                (Some(o), policy) => {
+                    let started = std::time::Instant::now();
+                    let synced = match policy {
+                        FsyncPolicy::Interval => self.log.wait_durable(o.end).map(|_| ()),
+                        _ => self.log.sync().map(|_| ()),
+                    };
+                    self.metrics
+                        .fsync_latency
+                        .observe(started.elapsed().as_secs_f64());
+                    synced
                 }
-                _ => Ok(()),
             }
         });
         if let Err(e) = &outcome {
