@@ -52,7 +52,14 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms` (Kafka's default: unlimited).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (Kafka 4's default: one hour).
+    pub timestamp_after_max_ms: i64,
 }
+
+/// Kafka 4's default of `message.timestamp.after.max.ms` (KIP-937).
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
 
 impl TopicConfig {
     /// Topic overrides over broker defaults. Overrides were validated when they were set.
@@ -72,6 +79,9 @@ impl TopicConfig {
             log_append_time: overrides
                 .get("message.timestamp.type")
                 .is_some_and(|v| v == "LogAppendTime"),
+            timestamp_before_max_ms: int("message.timestamp.before.max.ms").unwrap_or(i64::MAX),
+            timestamp_after_max_ms: int("message.timestamp.after.max.ms")
+                .unwrap_or(DEFAULT_TIMESTAMP_AFTER_MAX_MS),
         }
     }
 
@@ -91,6 +101,8 @@ impl TopicConfig {
             "max.message.bytes" => effective.max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".to_string(),
             "cleanup.policy" => "delete".to_string(),
+            "message.timestamp.before.max.ms" => effective.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => effective.timestamp_after_max_ms.to_string(),
             "segment.bytes" => broker.segment_bytes.to_string(),
             _ => return None,
         };
@@ -110,6 +122,11 @@ pub fn validate(broker: &Config, key: &str, value: &str) -> Result<(), String> {
         "retention.ms" | "retention.bytes" => {
             if int()? < -1 {
                 return Err(format!("{key} must be -1 or more"));
+            }
+        }
+        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
+            if int()? < 0 {
+                return Err(format!("{key} must not be negative"));
             }
         }
         "max.message.bytes" => {

@@ -271,3 +271,18 @@ def test_kafka_python_round_trip(broker):
     consumer.close()
     assert len(got) == 200
     assert sorted(m.value for m in got) == sorted(f"v{i}".encode() for i in range(200))
+
+
+def test_timestamps_outside_the_topic_bounds_are_refused(broker):
+    topic = "clock"
+    create_topic(broker.bootstrap, topic, config={"message.timestamp.before.max.ms": "86400000"})
+    now = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "retries": 0})
+    results = {}
+    for name, ts in (("future", now + 2 * 3600 * 1000), ("past", now - 2 * 86400 * 1000), ("ok", now)):
+        producer.produce(topic, value=name.encode(), timestamp=ts, on_delivery=lambda err, msg, n=name: results.__setitem__(n, err))
+        producer.flush(10)
+    assert results["future"] is not None and results["future"].code() == KafkaError.INVALID_TIMESTAMP
+    assert results["past"] is not None and results["past"].code() == KafkaError.INVALID_TIMESTAMP
+    assert results["ok"] is None
+    assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"ok"]

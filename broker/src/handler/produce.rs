@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{local_wal, route, str_bytes};
 use crate::broker::Broker;
-use crate::streaming::interceptor::{AppendError, validate};
+use crate::streaming::interceptor::{AppendError, Limits, validate};
 use crate::streaming::wal::{Acks, AppendRequest, Appended};
 use crate::topic_config::TopicConfig;
 
@@ -60,7 +60,13 @@ pub fn submit(
                 let wal = local_wal(broker, &route).map_err(|c| (c, None))?;
                 let config = config.as_ref().expect("routed topics have configs");
                 let records = partition.records.clone().unwrap_or_default();
-                let validated = validate(&records, config.max_message_bytes).map_err(|e| {
+                let limits = Limits {
+                    max_batch_bytes: config.max_message_bytes,
+                    before_max_ms: config.timestamp_before_max_ms,
+                    after_max_ms: config.timestamp_after_max_ms,
+                    now_ms: crate::streaming::wal::now_ms(),
+                };
+                let validated = validate(&records, &limits).map_err(|e| {
                     debug!(log, "produce rejected"; "topic" => name, "partition" => partition.index, "reason" => %e);
                     (append_error_code(&e), Some(e.to_string()))
                 })?;

@@ -8,7 +8,7 @@ pub mod sequence;
 pub mod validate;
 
 pub use sequence::{PreparedBatch, prepare};
-pub use validate::{ValidatedBatches, validate};
+pub use validate::{Limits, ValidatedBatches, validate};
 
 /// Why a partition's append was refused; mapped to a Kafka error code by the handler.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

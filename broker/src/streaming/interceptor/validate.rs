@@ -16,8 +16,26 @@ pub struct ValidatedBatches {
     pub records: u64,
 }
 
+/// What a partition accepts, from its topic's effective configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max.message.bytes`.
+    pub max_batch_bytes: usize,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime timestamp may be.
+    pub before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime timestamp may be.
+    pub after_max_ms: i64,
+    /// The broker's clock, ms since the epoch.
+    pub now_ms: i64,
+}
+
 /// Splits `records` into validated batches.
-pub fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<ValidatedBatches, AppendError> {
+///
+/// Timestamps are checked from the batch header, as far as it tells: the max timestamp bounds
+/// every record from above; the base timestamp stands in for the earliest (Kafka's validator
+/// walks every record; a producer writes records in time order, so they agree in practice).
+pub fn validate(records: &Bytes, limits: &Limits) -> Result<ValidatedBatches, AppendError> {
+    let max_batch_bytes = limits.max_batch_bytes;
     let mut out = ValidatedBatches::default();
     let mut pos = 0usize;
     for batch in BatchIter::new(records).with_max_batch_size(max_batch_bytes) {
@@ -42,6 +60,24 @@ pub fn validate(records: &Bytes, max_batch_bytes: usize) -> Result<ValidatedBatc
                 "record count {count} does not match last offset delta {}",
                 batch.last_offset_delta()
             )));
+        }
+        if !batch.is_log_append_time() {
+            if batch.max_timestamp() > limits.now_ms.saturating_add(limits.after_max_ms) {
+                return Err(AppendError::InvalidTimestamp(format!(
+                    "timestamp {} is more than message.timestamp.after.max.ms={} ahead of the broker's clock",
+                    batch.max_timestamp(),
+                    limits.after_max_ms
+                )));
+            }
+            if batch.base_timestamp() >= 0
+                && batch.base_timestamp() < limits.now_ms.saturating_sub(limits.before_max_ms)
+            {
+                return Err(AppendError::InvalidTimestamp(format!(
+                    "timestamp {} is more than message.timestamp.before.max.ms={} behind the broker's clock",
+                    batch.base_timestamp(),
+                    limits.before_max_ms
+                )));
+            }
         }
         let len = batch.total_len();
         out.batches.push(records.slice(pos..pos + len));
