@@ -3,14 +3,16 @@
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use sluice_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sluice_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, TopicName};
 use sluice_protocol::protocol::{Decodable, StrBytes};
 use sluice_protocol::response::{encode_response_vectored, fetch_records};
 use sluice_protocol::test_support::{put_request, record_batch};
-use sluice_protocol::{ApiVersionTable, BatchIter, FrameDecoder, RequestHeader, decode_request, encode_response};
+use sluice_protocol::{
+    ApiVersionTable, BatchIter, FrameDecoder, RequestHeader, decode_request, encode_response,
+};
 
 const PARTITIONS: usize = 16;
 
@@ -23,12 +25,19 @@ fn batch(base_offset: i64) -> Bytes {
 
 fn produce_frame() -> BytesMut {
     let partitions = (0..PARTITIONS)
-        .map(|i| PartitionProduceData::default().with_index(i as i32).with_records(Some(batch(0))))
+        .map(|i| {
+            PartitionProduceData::default()
+                .with_index(i as i32)
+                .with_records(Some(batch(0)))
+        })
         .collect();
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_static_str("bench")))
         .with_partition_data(partitions);
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![topic]);
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![topic]);
     let mut buf = BytesMut::new();
     put_request(&mut buf, ApiKey::Produce, 9, 1, Some("bench"), &req).unwrap();
     buf
@@ -41,11 +50,14 @@ fn decode_produce(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_produce_16x16KiB");
     g.throughput(Throughput::Bytes(wire.len() as u64));
     g.bench_function("frame+header+bounds+decode", |b| {
-        b.iter(|| {
-            let mut buf = wire.clone();
-            let frame = frames.decode(&mut buf).unwrap().unwrap();
-            black_box(decode_request(frame, &table).unwrap())
-        })
+        b.iter_batched(
+            || wire.clone(),
+            |mut buf| {
+                let frame = frames.decode(&mut buf).unwrap().unwrap();
+                decode_request(frame, &table).unwrap()
+            },
+            BatchSize::SmallInput,
+        )
     });
     let body = {
         let mut f = wire.clone().freeze().slice(4..);
@@ -83,7 +95,11 @@ fn batches(c: &mut Criterion) {
         b.iter(|| {
             records
                 .iter()
-                .map(|r| BatchIter::new(black_box(r)).map(|v| v.unwrap().last_offset()).sum::<i64>())
+                .map(|r| {
+                    BatchIter::new(black_box(r))
+                        .map(|v| v.unwrap().last_offset())
+                        .sum::<i64>()
+                })
                 .sum::<i64>()
         })
     });
@@ -139,7 +155,10 @@ fn encode_fetch(c: &mut Criterion) {
         g.bench_function("vectored", |b| {
             b.iter(|| {
                 let records = fetch_records(black_box(&resp));
-                encode_response_vectored(&header, &resp, &records).unwrap().parts.len()
+                encode_response_vectored(&header, &resp, &records)
+                    .unwrap()
+                    .parts
+                    .len()
             })
         });
         g.finish();

@@ -212,7 +212,8 @@ impl<'a> RecordBatchHeader<'a> {
     }
     /// Offset of the last record (`base_offset + last_offset_delta`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset().wrapping_add(i64::from(self.last_offset_delta()))
+        self.base_offset()
+            .wrapping_add(i64::from(self.last_offset_delta()))
     }
     /// Timestamp of the first record.
     pub fn base_timestamp(&self) -> i64 {
@@ -258,7 +259,11 @@ impl<'a> RecordBatchHeader<'a> {
 }
 
 /// Builds bytes 0..16 of a batch: base offset, batch length, leader epoch.
-pub fn prefix(base_offset: i64, batch_length: i32, partition_leader_epoch: i32) -> [u8; PREFIX_LEN] {
+pub fn prefix(
+    base_offset: i64,
+    batch_length: i32,
+    partition_leader_epoch: i32,
+) -> [u8; PREFIX_LEN] {
     let mut p = [0; PREFIX_LEN];
     p[0..8].copy_from_slice(&base_offset.to_be_bytes());
     p[8..12].copy_from_slice(&batch_length.to_be_bytes());
@@ -267,7 +272,11 @@ pub fn prefix(base_offset: i64, batch_length: i32, partition_leader_epoch: i32) 
 }
 
 /// Sets base offset and leader epoch of the batch at the start of `batch` in place.
-pub fn assign_offsets(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) -> Result<(), BatchError> {
+pub fn assign_offsets(
+    batch: &mut [u8],
+    base_offset: i64,
+    partition_leader_epoch: i32,
+) -> Result<(), BatchError> {
     let view = RecordBatchHeader::parse(batch)?;
     let p = view.prefix_with(base_offset, partition_leader_epoch);
     batch[..PREFIX_LEN].copy_from_slice(&p);
@@ -344,13 +353,22 @@ impl<'a> Iterator for BatchIter<'a> {
 
 /// Reads one record's header fields: (timestamp delta, offset delta), then skips its body.
 pub(crate) fn next_record_deltas(r: &mut Reader<'_>) -> Result<(i64, i32), BatchError> {
-    let len = r.varint().ok_or(BatchError::MalformedRecord("record length"))?;
-    let len = usize::try_from(len).map_err(|_| BatchError::MalformedRecord("negative record length"))?;
-    let body = r.bytes(len).ok_or(BatchError::MalformedRecord("record truncated"))?;
+    let len = r
+        .varint()
+        .ok_or(BatchError::MalformedRecord("record length"))?;
+    let len =
+        usize::try_from(len).map_err(|_| BatchError::MalformedRecord("negative record length"))?;
+    let body = r
+        .bytes(len)
+        .ok_or(BatchError::MalformedRecord("record truncated"))?;
     let mut rec = Reader::new(body);
     rec.i8().ok_or(BatchError::MalformedRecord("attributes"))?;
-    let ts = rec.varlong().ok_or(BatchError::MalformedRecord("timestamp delta"))?;
-    let od = rec.varint().ok_or(BatchError::MalformedRecord("offset delta"))?;
+    let ts = rec
+        .varlong()
+        .ok_or(BatchError::MalformedRecord("timestamp delta"))?;
+    let od = rec
+        .varint()
+        .ok_or(BatchError::MalformedRecord("offset delta"))?;
     Ok((ts, od))
 }
 
@@ -367,10 +385,16 @@ mod tests {
         assert_eq!(h.base_offset(), 5);
         assert_eq!(h.total_len(), b.len());
         assert_eq!(h.batch_length() as usize, b.len() - 12);
-        assert_eq!((h.magic(), h.codec(), h.record_count()), (2, Codec::None, 3));
+        assert_eq!(
+            (h.magic(), h.codec(), h.record_count()),
+            (2, Codec::None, 3)
+        );
         assert_eq!((h.last_offset_delta(), h.last_offset()), (2, 7));
         assert_eq!((h.base_timestamp(), h.max_timestamp()), (1_000, 1_020));
-        assert_eq!((h.producer_id(), h.producer_epoch(), h.base_sequence()), (-1, -1, -1));
+        assert_eq!(
+            (h.producer_id(), h.producer_epoch(), h.base_sequence()),
+            (-1, -1, -1)
+        );
         assert!(!h.is_transactional() && !h.is_control() && !h.is_log_append_time());
         assert!(h.verify_crc());
     }
@@ -388,7 +412,10 @@ mod tests {
         let mut all = record_batch(0, 0, &[b"x"]);
         all.extend(record_batch(1, 0, &[b"y", b"z"]));
         let views: Vec<_> = BatchIter::new(&all).collect::<Result<_, _>>().unwrap();
-        assert_eq!(views.iter().map(|v| v.base_offset()).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            views.iter().map(|v| v.base_offset()).collect::<Vec<_>>(),
+            [0, 1]
+        );
 
         let cut = &all[..all.len() - 1];
         let results: Vec<_> = BatchIter::new(cut).collect();
@@ -397,12 +424,18 @@ mod tests {
 
         let mut v1 = record_batch(0, 0, &[b"x"]);
         v1[16] = 1;
-        assert_eq!(BatchIter::new(&v1).next(), Some(Err(BatchError::UnsupportedMagic { magic: 1 })));
+        assert_eq!(
+            BatchIter::new(&v1).next(),
+            Some(Err(BatchError::UnsupportedMagic { magic: 1 }))
+        );
 
         let size = all.len();
         let mut it = BatchIter::new(&all).with_max_batch_size(70);
         assert!(it.next().unwrap().is_ok());
-        assert!(matches!(it.next(), Some(Err(BatchError::TooLarge { limit: 70, .. }))));
+        assert!(matches!(
+            it.next(),
+            Some(Err(BatchError::TooLarge { limit: 70, .. }))
+        ));
         assert_eq!(it.next(), None);
         assert!(size > 70);
     }

@@ -125,7 +125,9 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn truncated(&self) -> BoundsError {
-        BoundsError::Truncated { at: self.r.position() }
+        BoundsError::Truncated {
+            at: self.r.position(),
+        }
     }
 
     fn skip(&mut self, n: usize) -> Result<(), BoundsError> {
@@ -166,7 +168,11 @@ impl Walk<'_> {
                 self.value(&f.kind)?;
             }
         }
-        if self.flexible { self.tagged_fields(fields) } else { Ok(()) }
+        if self.flexible {
+            self.tagged_fields(fields)
+        } else {
+            Ok(())
+        }
     }
 
     fn tagged_fields(&mut self, fields: &'static [Field]) -> Result<(), BoundsError> {
@@ -240,9 +246,9 @@ impl Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::RequestHeader;
     use crate::test_support::request_frame;
     use crate::versions::SUPPORTED_APIS;
-    use crate::header::RequestHeader;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
 
@@ -255,7 +261,11 @@ mod tests {
     #[test]
     fn every_supported_api_has_a_schema() {
         for a in SUPPORTED_APIS {
-            assert!(bounds_schema::message(a.api_key as i16).is_some(), "{:?}", a.api_key);
+            assert!(
+                bounds_schema::message(a.api_key as i16).is_some(),
+                "{:?}",
+                a.api_key
+            );
         }
     }
 
@@ -275,13 +285,18 @@ mod tests {
             .with_topic_data(vec![topic("a"), topic("bb")]);
         for v in 3..=11 {
             let body = body_of(request_frame(ApiKey::Produce, v, 1, None, &req).unwrap());
-            assert_eq!(check(ApiKey::Produce, v, &body), Ok(body.len()), "produce v{v}");
+            assert_eq!(
+                check(ApiKey::Produce, v, &body),
+                Ok(body.len()),
+                "produce v{v}"
+            );
         }
         let fetch = FetchRequest::default()
             .with_cluster_id(Some(StrBytes::from_static_str("c")))
-            .with_topics(vec![fetch_request::FetchTopic::default().with_partitions(vec![
-                fetch_request::FetchPartition::default(),
-            ])]);
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_partitions(vec![fetch_request::FetchPartition::default()]),
+            ]);
         for v in 12..=12 {
             let body = body_of(request_frame(ApiKey::Fetch, v, 1, None, &fetch).unwrap());
             assert_eq!(check(ApiKey::Fetch, v, &body), Ok(body.len()), "fetch v{v}");
@@ -294,7 +309,12 @@ mod tests {
             let r = a.accepted();
             for v in r.min..=r.max {
                 let body = default_body(a.api_key, v);
-                assert_eq!(check(a.api_key, v, &body), Ok(body.len()), "{:?} v{v}", a.api_key);
+                assert_eq!(
+                    check(a.api_key, v, &body),
+                    Ok(body.len()),
+                    "{:?} v{v}",
+                    a.api_key
+                );
             }
         }
     }
@@ -309,12 +329,22 @@ mod tests {
         let body = [0x7f, 0xff, 0xff, 0xff, 1];
         assert!(matches!(
             check(ApiKey::Metadata, 4, &body),
-            Err(BoundsError::CountTooLarge { count: 0x7fff_ffff, at: 0, remaining: 1 })
+            Err(BoundsError::CountTooLarge {
+                count: 0x7fff_ffff,
+                at: 0,
+                remaining: 1
+            })
         ));
         // Metadata v12 (flexible): compact count 2^32-2.
         let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0];
-        assert!(matches!(check(ApiKey::Metadata, 12, &body), Err(BoundsError::CountTooLarge { .. })));
-        assert!(matches!(check(ApiKey::Metadata, 4, &[0, 0]), Err(BoundsError::Truncated { .. })));
+        assert!(matches!(
+            check(ApiKey::Metadata, 12, &body),
+            Err(BoundsError::CountTooLarge { .. })
+        ));
+        assert!(matches!(
+            check(ApiKey::Metadata, 4, &[0, 0]),
+            Err(BoundsError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -337,7 +367,10 @@ mod tests {
         let mut body = (n as i32).to_be_bytes().to_vec();
         body.extend(std::iter::repeat_n([0xff, 0xff], n).flatten());
         body.push(1);
-        assert_eq!(check(ApiKey::Metadata, 4, &body), Err(BoundsError::TooManyElements { at: 0 }));
+        assert_eq!(
+            check(ApiKey::Metadata, 4, &body),
+            Err(BoundsError::TooManyElements { at: 0 })
+        );
         let n = 1000;
         let mut body = (n as i32).to_be_bytes().to_vec();
         body.extend(std::iter::repeat_n([0xff, 0xff], n).flatten());

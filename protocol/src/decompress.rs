@@ -52,7 +52,8 @@ pub fn decompress(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>, B
             read_capped(decoder, limit, "lz4")
         }
         Codec::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| io_error("zstd", e))?;
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| io_error("zstd", e))?;
             read_capped(decoder, limit, "zstd")
         }
         Codec::Snappy => snappy(input, limit),
@@ -65,7 +66,8 @@ pub fn decompress(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>, B
 fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
     let mut out = Vec::new();
     let block = |compressed: &[u8], out: &mut Vec<u8>| -> Result<(), BatchError> {
-        let len = snap::raw::decompress_len(compressed).map_err(|e| BatchError::Compression(format!("snappy: {e}")))?;
+        let len = snap::raw::decompress_len(compressed)
+            .map_err(|e| BatchError::Compression(format!("snappy: {e}")))?;
         if out.len().saturating_add(len) > limit {
             return Err(too_large(limit));
         }
@@ -80,11 +82,17 @@ fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
         block(input, &mut out)?;
         return Ok(out);
     }
-    let mut rest = input.get(XERIAL_HEADER_LEN..).ok_or(BatchError::Compression("snappy: short header".into()))?;
+    let mut rest = input
+        .get(XERIAL_HEADER_LEN..)
+        .ok_or(BatchError::Compression("snappy: short header".into()))?;
     while !rest.is_empty() {
-        let (len, tail) = rest.split_at_checked(4).ok_or(BatchError::Compression("snappy: block length".into()))?;
+        let (len, tail) = rest
+            .split_at_checked(4)
+            .ok_or(BatchError::Compression("snappy: block length".into()))?;
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let (compressed, tail) = tail.split_at_checked(len).ok_or(BatchError::Compression("snappy: block truncated".into()))?;
+        let (compressed, tail) = tail
+            .split_at_checked(len)
+            .ok_or(BatchError::Compression("snappy: block truncated".into()))?;
         block(compressed, &mut out)?;
         rest = tail;
     }
@@ -121,8 +129,15 @@ mod tests {
             (Codec::Snappy, &raw_snappy),
             (Codec::Snappy, &xerial),
         ] {
-            assert_eq!(decompress(codec, input, data.len()).unwrap(), data, "{codec:?}");
-            assert!(decompress(codec, input, data.len() - 1).is_err(), "{codec:?} over the cap");
+            assert_eq!(
+                decompress(codec, input, data.len()).unwrap(),
+                data,
+                "{codec:?}"
+            );
+            assert!(
+                decompress(codec, input, data.len() - 1).is_err(),
+                "{codec:?} over the cap"
+            );
         }
     }
 

@@ -115,7 +115,9 @@ pub enum DecodeError {
         correlation_id: i32,
     },
     /// The body is truncated or malformed for its key and version.
-    #[error("malformed {api_key:?} v{api_version} body (correlation id {correlation_id}): {reason}")]
+    #[error(
+        "malformed {api_key:?} v{api_version} body (correlation id {correlation_id}): {reason}"
+    )]
     MalformedBody {
         /// The API.
         api_key: ApiKey,
@@ -197,9 +199,15 @@ mod tests {
 
     #[test]
     fn codes_match_kafka() {
-        assert_eq!(ResponseError::UnsupportedVersion.code(), code::UNSUPPORTED_VERSION);
+        assert_eq!(
+            ResponseError::UnsupportedVersion.code(),
+            code::UNSUPPORTED_VERSION
+        );
         assert_eq!(ResponseError::CorruptMessage.code(), code::CORRUPT_MESSAGE);
-        assert_eq!(ResponseError::NotLeaderOrFollower.code(), code::NOT_LEADER_OR_FOLLOWER);
+        assert_eq!(
+            ResponseError::NotLeaderOrFollower.code(),
+            code::NOT_LEADER_OR_FOLLOWER
+        );
         assert_eq!(ResponseError::InvalidRequest.code(), code::INVALID_REQUEST);
         assert_eq!(ResponseError::UnknownTopicId.code(), code::UNKNOWN_TOPIC_ID);
         assert_eq!(ResponseError::InvalidConfig.code(), code::INVALID_CONFIG);

@@ -105,7 +105,10 @@ mod tests {
         assert_eq!(d.decode(&mut buf), Ok(None));
         buf.put_slice(&[0, 3, 1, 2]);
         assert_eq!(d.decode(&mut buf), Ok(None));
-        assert!(buf.capacity() >= 7, "room reserved for the rest of the frame");
+        assert!(
+            buf.capacity() >= 7,
+            "room reserved for the rest of the frame"
+        );
         buf.put_slice(&[3, 9]);
         assert_eq!(d.decode(&mut buf), Ok(Some(Bytes::from_static(&[1, 2, 3]))));
         assert_eq!(&buf[..], &[9]);
@@ -117,11 +120,17 @@ mod tests {
         let mut buf = BytesMut::from(&[0u8, 0, 0, 17][..]);
         assert_eq!(
             d.decode(&mut buf),
-            Err(DecodeError::FrameTooLarge { size: 17, limit: 16 })
+            Err(DecodeError::FrameTooLarge {
+                size: 17,
+                limit: 16
+            })
         );
         assert!(buf.capacity() < 64, "nothing reserved for a refused frame");
         let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::NegativeFrameSize { size: -1 }));
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(DecodeError::NegativeFrameSize { size: -1 })
+        );
     }
 
     #[test]

@@ -62,7 +62,8 @@ impl RequestHeader {
             }
         };
         if header_version >= 2 {
-            r.skip_tagged_fields().ok_or(malformed("tagged fields truncated"))?;
+            r.skip_tagged_fields()
+                .ok_or(malformed("tagged fields truncated"))?;
         }
         frame.advance(r.position());
         Ok(RequestHeader {
@@ -180,7 +181,12 @@ mod tests {
             })
         );
         let mut frame = Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 9, 0, 5, b'a']);
-        assert_eq!(RequestHeader::decode(&mut frame).unwrap_err().correlation_id(), Some(9));
+        assert_eq!(
+            RequestHeader::decode(&mut frame)
+                .unwrap_err()
+                .correlation_id(),
+            Some(9)
+        );
         let mut frame = Bytes::from_static(&[0, 3, 0, 1, 0, 0]);
         assert_eq!(
             RequestHeader::decode(&mut frame),

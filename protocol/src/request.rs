@@ -123,7 +123,8 @@ impl Request {
             correlation_id: header.correlation_id,
             reason,
         };
-        bounds::check(header.api_key, header.api_version, body).map_err(|e| malformed(e.to_string()))?;
+        bounds::check(header.api_key, header.api_version, body)
+            .map_err(|e| malformed(e.to_string()))?;
         match Request::decode_unchecked(header.api_key, body, header.api_version) {
             Some(Ok(request)) => Ok(request),
             Some(Err(reason)) => Err(malformed(reason)),
@@ -196,11 +197,20 @@ mod tests {
             );
         }
         let only_meta = ApiVersionTable::for_keys(&[ApiKey::Metadata]);
-        let frame = request_frame(ApiKey::ListGroups, 4, 3, None, &ListGroupsRequest::default())
-            .unwrap();
+        let frame = request_frame(
+            ApiKey::ListGroups,
+            4,
+            3,
+            None,
+            &ListGroupsRequest::default(),
+        )
+        .unwrap();
         assert!(matches!(
             decode_request(frame, &only_meta),
-            Err(DecodeError::UnsupportedVersion { correlation_id: 3, .. })
+            Err(DecodeError::UnsupportedVersion {
+                correlation_id: 3,
+                ..
+            })
         ));
     }
 
@@ -214,8 +224,74 @@ mod tests {
         let cut = frame.slice(..frame.len() - 3);
         assert!(matches!(
             decode_request(cut, &table),
-            Err(DecodeError::MalformedBody { api_key: ApiKey::Metadata, api_version: 4, .. })
+            Err(DecodeError::MalformedBody {
+                api_key: ApiKey::Metadata,
+                api_version: 4,
+                ..
+            })
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn produce_round_trip(
+            version in 3i16..=11,
+            acks in proptest::sample::select(vec![-1i16, 0, 1]),
+            topics in proptest::collection::vec(
+                ("[a-z._-]{1,24}", proptest::collection::vec(
+                    (0i32..1000, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)),
+                    0..4,
+                )),
+                0..4,
+            ),
+        ) {
+            use produce_request::{PartitionProduceData, TopicProduceData};
+            let topic_data = topics
+                .into_iter()
+                .map(|(name, parts)| {
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(name)))
+                        .with_partition_data(
+                            parts
+                                .into_iter()
+                                .map(|(index, records)| {
+                                    PartitionProduceData::default()
+                                        .with_index(index)
+                                        .with_records(Some(Bytes::from(records)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(1500).with_topic_data(topic_data);
+            let frame = request_frame(ApiKey::Produce, version, 9, Some("p"), &req).unwrap();
+            let (h, r) = decode_request(frame, &ApiVersionTable::all()).unwrap();
+            proptest::prop_assert_eq!((h.api_version, h.correlation_id), (version, 9));
+            proptest::prop_assert_eq!(r, Request::Produce(req));
+        }
+
+        #[test]
+        fn garbage_bodies_never_panic_and_walk_agrees(
+            index in 0..crate::SUPPORTED_APIS.len(),
+            pick in proptest::prelude::any::<u16>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let api = crate::SUPPORTED_APIS[index];
+            let range = api.accepted();
+            let version = range.min + (pick % (range.max - range.min + 1) as u16) as i16;
+            let header = RequestHeader {
+                api_key: api.api_key,
+                api_version: version,
+                correlation_id: 1,
+                client_id: None,
+                header_version: api.api_key.request_header_version(version),
+            };
+            let walked = bounds::check(api.api_key, version, &body);
+            let mut rest = Bytes::from(body.clone());
+            if Request::decode(&header, &mut rest, &ApiVersionTable::all()).is_ok() {
+                proptest::prop_assert_eq!(walked.ok(), Some(body.len() - rest.len()));
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,13 @@ pub fn encode_response<M: Encodable>(
     header: &RequestHeader,
     body: &M,
 ) -> Result<(), EncodeError> {
-    encode_response_to(buf, header.api_key, header.api_version, header.correlation_id, body)
+    encode_response_to(
+        buf,
+        header.api_key,
+        header.api_version,
+        header.correlation_id,
+        body,
+    )
 }
 
 /// Appends a response frame for `api_key` at `api_version` (e.g. the v0
@@ -35,7 +41,11 @@ pub fn encode_response_to<M: Encodable>(
     body: &M,
 ) -> Result<(), EncodeError> {
     let start = begin_frame(buf);
-    encode_response_header(buf, correlation_id, response_header_version(api_key, api_version));
+    encode_response_header(
+        buf,
+        correlation_id,
+        response_header_version(api_key, api_version),
+    );
     if let Err(e) = body.encode(buf, api_version) {
         buf.truncate(start);
         return Err(EncodeError::Message {
@@ -96,10 +106,19 @@ pub fn encode_response_vectored<M: Encodable>(
         api_version,
         reason: format!("{e:#}"),
     };
-    let body_len = body.compute_size(api_version).map_err(|e| message_error(&e))?;
-    let mut head = BytesMut::with_capacity(64);
+    let body_len = body
+        .compute_size(api_version)
+        .map_err(|e| message_error(&e))?;
+    // One allocation for everything that is copied: split() hands the rest
+    // of it back, so chunks between zero-copy parts do not reallocate.
+    let shared: usize = zero_copy.iter().map(Bytes::len).sum();
+    let mut head = BytesMut::with_capacity(16 + body_len.saturating_sub(shared));
     let start = begin_frame(&mut head);
-    encode_response_header(&mut head, header.correlation_id, header.response_header_version());
+    encode_response_header(
+        &mut head,
+        header.correlation_id,
+        header.response_header_version(),
+    );
     finish_frame(&mut head, start, body_len)?;
     let mut buf = VectoredBuf {
         current: head,
@@ -108,16 +127,25 @@ pub fn encode_response_vectored<M: Encodable>(
         next: 0,
         frozen_len: 0,
     };
-    body.encode(&mut buf, api_version).map_err(|e| message_error(&e))?;
+    body.encode(&mut buf, api_version)
+        .map_err(|e| message_error(&e))?;
     let mut parts = buf.parts;
     parts.push(buf.current.freeze());
     let out = ResponseParts { parts };
-    assert_eq!(out.len(), start + 4 + header_len(header) + body_len, "compute_size disagrees with encode");
+    assert_eq!(
+        out.len(),
+        start + 4 + header_len(header) + body_len,
+        "compute_size disagrees with encode"
+    );
     Ok(out)
 }
 
 fn header_len(header: &RequestHeader) -> usize {
-    if header.response_header_version() >= 1 { 5 } else { 4 }
+    if header.response_header_version() >= 1 {
+        5
+    } else {
+        4
+    }
 }
 
 /// The `records` of every partition of a fetch response, in encoding order.
@@ -223,8 +251,12 @@ mod tests {
     #[test]
     fn api_versions_uses_header_v0() {
         let mut buf = BytesMut::new();
-        encode_response(&mut buf, &header(ApiKey::ApiVersions, 3), &ApiVersionsResponse::default())
-            .unwrap();
+        encode_response(
+            &mut buf,
+            &header(ApiKey::ApiVersions, 3),
+            &ApiVersionsResponse::default(),
+        )
+        .unwrap();
         let size = i32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
         assert_eq!(size, buf.len() - 4);
         assert_eq!(&buf[4..8], &11i32.to_be_bytes());
@@ -236,11 +268,18 @@ mod tests {
     #[test]
     fn flexible_response_has_tagged_header() {
         let mut buf = BytesMut::new();
-        encode_response(&mut buf, &header(ApiKey::Metadata, 12), &MetadataResponse::default())
-            .unwrap();
+        encode_response(
+            &mut buf,
+            &header(ApiKey::Metadata, 12),
+            &MetadataResponse::default(),
+        )
+        .unwrap();
         assert_eq!(buf[8], 0, "empty tagged fields in response header v1");
         let mut body = buf.freeze().slice(9..);
-        assert_eq!(MetadataResponse::decode(&mut body, 12).unwrap(), MetadataResponse::default());
+        assert_eq!(
+            MetadataResponse::decode(&mut body, 12).unwrap(),
+            MetadataResponse::default()
+        );
     }
 
     #[test]
@@ -254,7 +293,10 @@ mod tests {
             let parts = encode_response_vectored(&h, &resp, &records).unwrap();
             assert_eq!(parts.concat(), flat.freeze(), "v{version}");
             assert_eq!(parts.parts.len(), 11);
-            let shared = parts.parts.iter().filter(|p| records.iter().any(|r| r.as_ptr() == p.as_ptr()));
+            let shared = parts
+                .parts
+                .iter()
+                .filter(|p| records.iter().any(|r| r.as_ptr() == p.as_ptr()));
             assert_eq!(shared.count(), 5);
             assert_eq!(parts.io_slices().len(), 11);
         }
@@ -265,7 +307,10 @@ mod tests {
         let resp = MetadataResponse::default().with_cluster_authorized_operations(0);
         let mut buf = BytesMut::from(&b"keep"[..]);
         let err = encode_response(&mut buf, &header(ApiKey::Metadata, 1), &resp);
-        assert!(matches!(err, Err(EncodeError::Message { api_version: 1, .. })));
+        assert!(matches!(
+            err,
+            Err(EncodeError::Message { api_version: 1, .. })
+        ));
         assert_eq!(&buf[..], b"keep");
     }
 }

@@ -24,11 +24,12 @@ fn encode_into<M: Encodable>(
         header_version: api_key.request_header_version(api_version),
     };
     header.encode(buf);
-    body.encode(buf, api_version).map_err(|e| EncodeError::Message {
-        api_key,
-        api_version,
-        reason: format!("{e:#}"),
-    })
+    body.encode(buf, api_version)
+        .map_err(|e| EncodeError::Message {
+            api_key,
+            api_version,
+            reason: format!("{e:#}"),
+        })
 }
 
 /// A request frame body (header + message, no size prefix), as a client sends it.
@@ -40,7 +41,14 @@ pub fn request_frame<M: Encodable>(
     body: &M,
 ) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::new();
-    encode_into(&mut buf, api_key, api_version, correlation_id, client_id, body)?;
+    encode_into(
+        &mut buf,
+        api_key,
+        api_version,
+        correlation_id,
+        client_id,
+        body,
+    )?;
     Ok(buf.freeze())
 }
 

@@ -54,19 +54,23 @@ fn find_in_records(
     for _ in 0..count {
         let (timestamp_delta, offset_delta) = next_record_deltas(&mut r)?;
         if batch.base_timestamp().saturating_add(timestamp_delta) >= target {
-            return Ok(Some(batch.base_offset().saturating_add(i64::from(offset_delta))));
+            return Ok(Some(
+                batch.base_offset().saturating_add(i64::from(offset_delta)),
+            ));
         }
     }
     // The header's max timestamp promised a match; the records disagree.
-    Err(BatchError::MalformedRecord("no record reaches the batch's max timestamp"))
+    Err(BatchError::MalformedRecord(
+        "no record reaches the batch's max timestamp",
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::set_log_append_time;
-    use bytes::Bytes;
     use crate::test_support::record_batch;
+    use bytes::Bytes;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
@@ -100,13 +104,13 @@ mod tests {
         b[57..61].copy_from_slice(&5i32.to_be_bytes());
         let h = RecordBatchHeader::parse(&b).unwrap();
         assert!(first_offset_at_or_after(&h, 1_015).is_ok());
-        assert!(matches!(
-            first_offset_at_or_after(&h, 1_500),
-            Ok(None)
-        ));
+        assert!(matches!(first_offset_at_or_after(&h, 1_500), Ok(None)));
         b[35..43].copy_from_slice(&2_000i64.to_be_bytes());
         let h = RecordBatchHeader::parse(&b).unwrap();
-        assert!(matches!(first_offset_at_or_after(&h, 1_500), Err(BatchError::MalformedRecord(_))));
+        assert!(matches!(
+            first_offset_at_or_after(&h, 1_500),
+            Err(BatchError::MalformedRecord(_))
+        ));
     }
 
     fn compressed_batch(compression: Compression) -> Vec<u8> {
@@ -149,7 +153,11 @@ mod tests {
             assert_eq!(h.total_len(), b.len(), "{codec:?}: one batch");
             assert_eq!(h.codec(), codec);
             assert!(h.verify_crc());
-            assert_eq!(first_offset_at_or_after(&h, 10_150), Ok(Some(102)), "{codec:?}");
+            assert_eq!(
+                first_offset_at_or_after(&h, 10_150),
+                Ok(Some(102)),
+                "{codec:?}"
+            );
             assert_eq!(first_offset_at_or_after(&h, 10_401), Ok(None), "{codec:?}");
         }
     }

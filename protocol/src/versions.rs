@@ -107,7 +107,12 @@ impl ApiVersionTable {
     /// Only the APIs in `keys` (the ones the broker has handlers for), at
     /// their [`SUPPORTED_APIS`] ranges. Keys the crate does not support are ignored.
     pub fn for_keys(keys: &[ApiKey]) -> Self {
-        Self::from_entries(SUPPORTED_APIS.iter().copied().filter(|a| keys.contains(&a.api_key)))
+        Self::from_entries(
+            SUPPORTED_APIS
+                .iter()
+                .copied()
+                .filter(|a| keys.contains(&a.api_key)),
+        )
     }
 
     /// Narrows one API's range (e.g. to hold a version back); an empty
@@ -213,8 +218,18 @@ mod tests {
     fn every_supported_api_is_decodable_somewhere() {
         for a in SUPPORTED_APIS {
             let r = a.accepted();
-            assert!(r.min <= r.max, "{:?}: nothing decodable in {}", a.api_key, r);
-            assert!(a.max == r.max, "{:?}: advertised max {} not decodable", a.api_key, a.max);
+            assert!(
+                r.min <= r.max,
+                "{:?}: nothing decodable in {}",
+                a.api_key,
+                r
+            );
+            assert!(
+                a.max == r.max,
+                "{:?}: advertised max {} not decodable",
+                a.api_key,
+                a.max
+            );
         }
     }
 
@@ -237,7 +252,10 @@ mod tests {
         assert_eq!(t.entries().len(), 2);
         assert!(t.get(ApiKey::Produce).is_none());
         let t = t.restrict(ApiKey::Metadata, 1, 9);
-        assert_eq!(t.get(ApiKey::Metadata).map(|a| (a.min, a.max)), Some((1, 9)));
+        assert_eq!(
+            t.get(ApiKey::Metadata).map(|a| (a.min, a.max)),
+            Some((1, 9))
+        );
         let t = t.restrict(ApiKey::Metadata, 20, 30);
         assert!(t.get(ApiKey::Metadata).is_none());
     }
