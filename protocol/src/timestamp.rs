@@ -29,11 +29,21 @@ pub fn first_offset_at_or_after_with_limit(
     target: i64,
     max_decompressed: usize,
 ) -> Result<Option<i64>, BatchError> {
+    Ok(first_record_at_or_after(batch, target, max_decompressed)?.map(|(offset, _)| offset))
+}
+
+/// `(offset, timestamp)` of the first record of `batch` whose timestamp is `>= target`:
+/// ListOffsets answers with both.
+pub fn first_record_at_or_after(
+    batch: &RecordBatchHeader<'_>,
+    target: i64,
+    max_decompressed: usize,
+) -> Result<Option<(i64, i64)>, BatchError> {
     if batch.max_timestamp() < target {
         return Ok(None);
     }
     if batch.is_log_append_time() {
-        return Ok(Some(batch.base_offset()));
+        return Ok(Some((batch.base_offset(), batch.max_timestamp())));
     }
     match batch.codec() {
         Codec::None => find_in_records(batch.records_bytes(), batch, target),
@@ -48,15 +58,15 @@ fn find_in_records(
     records: &[u8],
     batch: &RecordBatchHeader<'_>,
     target: i64,
-) -> Result<Option<i64>, BatchError> {
+) -> Result<Option<(i64, i64)>, BatchError> {
     let mut r = Reader::new(records);
     let count = batch.record_count().max(0);
     for _ in 0..count {
         let (timestamp_delta, offset_delta) = next_record_deltas(&mut r)?;
-        if batch.base_timestamp().saturating_add(timestamp_delta) >= target {
-            return Ok(Some(
-                batch.base_offset().saturating_add(i64::from(offset_delta)),
-            ));
+        let timestamp = batch.base_timestamp().saturating_add(timestamp_delta);
+        if timestamp >= target {
+            let offset = batch.base_offset().saturating_add(i64::from(offset_delta));
+            return Ok(Some((offset, timestamp)));
         }
     }
     // The header's max timestamp promised a match; the records disagree.

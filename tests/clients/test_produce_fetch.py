@@ -286,3 +286,14 @@ def test_timestamps_outside_the_topic_bounds_are_refused(broker):
     assert results["past"] is not None and results["past"].code() == KafkaError.INVALID_TIMESTAMP
     assert results["ok"] is None
     assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"ok"]
+
+
+def test_java_offsets_for_times_and_max_timestamp(broker):
+    create_topic(broker.bootstrap, "jtimes")
+    base = int(time.time() * 1000) - 60_000
+    out = run_java("OffsetsForTimes.java", broker.bootstrap, "jtimes", base)
+    lines = dict(line.split("=", 1) for line in out.strip().splitlines())
+    assert lines["forTime"] == "5@5000"
+    assert lines["tooLate"] == "null"
+    assert lines["afterSeek"] == "v5"
+    assert lines["maxTimestamp"] == "9@9000"

@@ -7,7 +7,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use log_store::VChannelId;
-use sluice_protocol::timestamp::first_offset_at_or_after;
+use sluice_protocol::decompress::DEFAULT_MAX_DECOMPRESSED;
+use sluice_protocol::timestamp::first_record_at_or_after;
 use sluice_protocol::{RecordBatchHeader, RequestHeader, ResponseError};
 
 use super::{local_wal, route};
@@ -83,37 +84,28 @@ fn lookup(wal: &Wal, vchannel: VChannelId, timestamp: i64) -> Result<(i64, i64),
         LATEST => Ok((log_end, -1)),
         MAX_TIMESTAMP => match wal.log.max_timestamp_entry(vchannel) {
             None => Ok((-1, -1)),
-            Some(hit) => find_in_entry(wal, vchannel, hit.first_offset, hit.max_timestamp)
-                .map(|offset| offset.map_or((-1, -1), |o| (o, hit.max_timestamp))),
+            Some(hit) => Ok(
+                find_in_entry(wal, vchannel, hit.first_offset, hit.max_timestamp)?
+                    .unwrap_or((-1, -1)),
+            ),
         },
         t if t < 0 => Err(ResponseError::InvalidRequest.code()),
         t => match wal.log.lookup_timestamp(vchannel, t) {
             None => Ok((-1, -1)),
-            Some(hit) => {
-                let offset = find_in_entry(wal, vchannel, hit.first_offset, t)?;
-                Ok(offset.map_or((-1, -1), |o| {
-                    (
-                        o.max(log_start),
-                        record_timestamp_hint(hit.max_timestamp, t),
-                    )
-                }))
-            }
+            Some(hit) => Ok(find_in_entry(wal, vchannel, hit.first_offset, t)?
+                .map_or((-1, -1), |(o, ts)| (o.max(log_start), ts))),
         },
     }
 }
 
-/// Kafka answers a timestamp query with the found record's timestamp; the batch header only
-/// bounds it, so report the target when it lies inside the batch's range.
-fn record_timestamp_hint(batch_max: i64, target: i64) -> i64 {
-    target.min(batch_max)
-}
-
+/// `(offset, timestamp)` of the first record at or after `target` in the entry at
+/// `first_offset`: the index finds the batch, the batch's records give the record.
 fn find_in_entry(
     wal: &Wal,
     vchannel: VChannelId,
     first_offset: i64,
     target: i64,
-) -> Result<Option<i64>, i16> {
+) -> Result<Option<(i64, i64)>, i16> {
     let entries = wal
         .log
         .read(vchannel, first_offset, 1)
@@ -123,5 +115,6 @@ fn find_in_entry(
     };
     let batch = RecordBatchHeader::parse(&entry.payload)
         .map_err(|_| ResponseError::CorruptMessage.code())?;
-    first_offset_at_or_after(&batch, target).map_err(|_| ResponseError::CorruptMessage.code())
+    first_record_at_or_after(&batch, target, DEFAULT_MAX_DECOMPRESSED)
+        .map_err(|_| ResponseError::CorruptMessage.code())
 }
