@@ -74,6 +74,53 @@ fn bench(c: &mut Criterion) {
         );
     }
     {
+        // Fresh pages faulted one by one by the copy itself (no prefault).
+        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
+        let dir = tempfile::tempdir_in(
+            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .unwrap();
+        let (pc, _) = PChannel::open(
+            dir.path(),
+            PChannelOptions {
+                prefault_bytes: 0,
+                ..options(SyncPolicy::Never)
+            },
+        )
+        .unwrap();
+        let mut a = Appender {
+            pc,
+            next: vec![0; 1000],
+            turn: 0,
+            payload: vec![0x5a; ENTRY],
+        };
+        g.bench_function("16KiB_no_sync_no_prefault/group64", |b| {
+            b.iter(|| a.append(64))
+        });
+    }
+    {
+        // Pages faulted in by the background prefaulter, 16 MiB ahead of the writer.
+        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
+        let dir = tempfile::tempdir_in(
+            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .unwrap();
+        let opts = PChannelOptions {
+            prefault_bytes: 16 << 20,
+            ..options(SyncPolicy::Never)
+        };
+        let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
+        let mut a = Appender {
+            pc,
+            next: vec![0; 1000],
+            turn: 0,
+            payload: vec![0x5a; ENTRY],
+        };
+        g.bench_function("16KiB_no_sync_prefault16M/group64", |b| {
+            b.iter(|| a.append(64))
+        });
+    }
+    {
         // The same appends into a segment whose pages are already in memory (prefaulted
         // untimed): the memcpy-into-the-map path alone, without the kernel's cost of handing
         // out fresh page-cache pages.
@@ -106,19 +153,35 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    {
+    for prefault in [0u64, 16 << 20] {
         g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
         let dir = tempfile::tempdir_in(
             std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
         )
         .unwrap();
-        let mut a = Appender::new(dir.path(), SyncPolicy::Never);
-        g.bench_function("1MiB_group_then_sync", |b| {
-            b.iter(|| {
-                a.append(64);
-                a.pc.sync().unwrap();
-            })
-        });
+        let opts = PChannelOptions {
+            prefault_bytes: prefault,
+            ..options(SyncPolicy::Never)
+        };
+        let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
+        let mut a = Appender {
+            pc,
+            next: vec![0; 1000],
+            turn: 0,
+            payload: vec![0x5a; ENTRY],
+        };
+        g.bench_function(
+            BenchmarkId::new(
+                "1MiB_group_then_sync",
+                format!("prefault{}M", prefault >> 20),
+            ),
+            |b| {
+                b.iter(|| {
+                    a.append(64);
+                    a.pc.sync().unwrap();
+                })
+            },
+        );
     }
     {
         g.throughput(Throughput::Bytes(ENTRY as u64));

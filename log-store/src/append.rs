@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of};
+use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
 use crate::index::{IdxRecord, write_index_file};
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
@@ -78,10 +78,10 @@ fn validate(inner: &Inner, entries: &[EntryRef<'_>]) -> Result<(), LogError> {
                 reason: "reserved flag bits set",
             });
         }
-        if e.last_offset < e.first_offset || e.last_offset - e.first_offset > i64::from(u32::MAX) {
+        if !offsets_ok(e.first_offset, e.last_offset) {
             return Err(LogError::InvalidEntry {
                 vchannel: v,
-                reason: "last offset below first offset or too far above",
+                reason: "offsets negative, reversed or more than u32::MAX apart",
             });
         }
         let payload = (e.prefix.len() + e.rest.len()) as u64;
@@ -142,9 +142,8 @@ pub(crate) fn write_entry(
     w.next_seq += 1;
     let ahead = inner.opts.prefault_bytes;
     if ahead > 0 && w.write_off + ahead / 2 > w.prefaulted_to {
-        let from = w.prefaulted_to.max(w.write_off);
-        w.active.prefault(from, ahead);
-        w.prefaulted_to = from + ahead;
+        w.prefaulted_to = w.write_off + ahead;
+        inner.prefaulter.request(&w.active, w.prefaulted_to);
     }
     pending.push(IdxRecord {
         vchannel: header.vchannel,

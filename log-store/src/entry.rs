@@ -50,7 +50,7 @@ impl HeaderError {
             HeaderError::Short => "header cut by end of segment",
             HeaderError::Magic => "bad entry magic",
             HeaderError::Version => "unknown entry format version",
-            HeaderError::Offsets => "last offset below first offset",
+            HeaderError::Offsets => "invalid offset range",
         }
     }
 }
@@ -104,11 +104,17 @@ impl EntryHeader {
             term: le_u64(&b[48..56]),
             seq: le_u64(&b[56..64]),
         };
-        if h.last_offset < h.first_offset {
+        if !offsets_ok(h.first_offset, h.last_offset) {
             return Err(HeaderError::Offsets);
         }
         Ok(h)
     }
+}
+
+/// Whether `first..=last` is a valid offset range for one entry: non-negative, ordered, at most
+/// `u32::MAX` offsets apart (Kafka's last offset delta is an i32), and `last + 1` representable.
+pub(crate) fn offsets_ok(first: i64, last: i64) -> bool {
+    first >= 0 && last >= first && last < i64::MAX && last - first <= i64::from(u32::MAX)
 }
 
 /// CRC-32 of an encoded header (bytes 4..) followed by the payload parts.

@@ -12,6 +12,7 @@ mod entry;
 mod error;
 mod index;
 mod pchannel;
+mod prefault;
 mod read;
 mod recovery;
 mod retention;

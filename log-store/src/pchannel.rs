@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::checkpoint::{Checkpoint, VChannelRecord};
 use crate::error::LogError;
 use crate::index::{IdxRecord, VChannelMap};
+use crate::prefault::{self, Prefaulter};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
 use crate::sync::{self, Durability};
@@ -75,6 +76,7 @@ pub(crate) struct Inner {
     pub durability: Durability,
     pub ck_lock: Mutex<()>,
     pub closed: AtomicBool,
+    pub prefaulter: Prefaulter,
 }
 
 /// A physical write-ahead log: a directory of mmap'ed segments holding many vchannels.
@@ -85,7 +87,8 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct PChannel {
     pub(crate) inner: Arc<Inner>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// The flusher and prefaulter threads.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl PChannel {
@@ -105,11 +108,14 @@ impl PChannel {
             inner.checkpoint()?;
         }
         let inner = Arc::new(inner);
-        let flusher = sync::spawn_flusher(Arc::clone(&inner));
+        let threads = [
+            sync::spawn_flusher(Arc::clone(&inner)),
+            prefault::spawn_prefaulter(Arc::clone(&inner)),
+        ];
         Ok((
             PChannel {
                 inner,
-                flusher: Mutex::new(flusher),
+                threads: Mutex::new(threads.into_iter().flatten().collect()),
             },
             report,
         ))
@@ -175,26 +181,24 @@ impl PChannel {
         ids
     }
 
-    /// Sets the retention of `vchannel` (applied by [`PChannel::enforce_retention`]); durable
-    /// on return (it writes a checkpoint).
+    /// Sets the retention of `vchannel` (applied by [`PChannel::enforce_retention`]).
+    ///
+    /// Cheap: it is persisted by the next checkpoint (periodic, any metadata change, `close`),
+    /// not at once, so after a crash the owner of the configuration (the broker, from its
+    /// metadata) re-applies it.
     pub fn set_retention(
         &self,
         vchannel: VChannelId,
         retention: Retention,
     ) -> Result<(), LogError> {
-        {
-            let _w = self.inner.writer.lock();
-            let mut st = self.inner.state.write();
-            let v = st.vchannels.entry(vchannel).or_default();
-            if v.deleted {
-                return Err(LogError::VChannelDeleted(vchannel));
-            }
-            if v.retention == retention {
-                return Ok(());
-            }
-            v.retention = retention;
+        let _w = self.inner.writer.lock();
+        let mut st = self.inner.state.write();
+        let v = st.vchannels.entry(vchannel).or_default();
+        if v.deleted {
+            return Err(LogError::VChannelDeleted(vchannel));
         }
-        self.inner.checkpoint()
+        v.retention = retention;
+        Ok(())
     }
 
     /// Kafka DeleteRecords: moves `log_start_offset` up to `before_offset` (never down) and
@@ -248,23 +252,24 @@ impl PChannel {
         self.inner.closed.store(true, Ordering::SeqCst);
         // Flush before stopping the flusher, so its waiters see their positions durable.
         self.inner.sync()?;
-        self.stop_flusher();
+        self.stop_threads();
         self.inner.checkpoint()
     }
 
-    fn stop_flusher(&self) {
+    fn stop_threads(&self) {
         self.inner.durability.stop();
-        if let Some(h) = self.flusher.lock().take() {
+        self.inner.prefaulter.stop();
+        for h in self.threads.lock().drain(..) {
             let _ = h.join();
         }
     }
 }
 
 impl Drop for PChannel {
-    /// Stops the flusher thread. Without `close`, the next open recovers from the last
+    /// Stops the background threads. Without `close`, the next open recovers from the last
     /// checkpoint as after a crash (the page cache still holds every appended byte).
     fn drop(&mut self) {
-        self.stop_flusher();
+        self.stop_threads();
     }
 }
 

@@ -11,11 +11,13 @@ use std::sync::atomic::AtomicBool;
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::Checkpoint;
-use crate::entry::{EntryHeader, HEADER_LEN, HeaderError, crc_of};
+use crate::entry::{EntryHeader, HEADER_LEN, HeaderError, crc_of, offsets_ok};
 use crate::error::LogError;
 use crate::index::{IdxRecord, VChannel, VChannelMap, read_index_file, write_index_file};
 use crate::pchannel::{Inner, SegSlot, State, Writer};
-use crate::segment::{SEGMENT_HEADER_LEN, Segment, check_header, index_path, parse_segment_name};
+use crate::segment::{
+    SEGMENT_HEADER_LEN, Segment, check_header, garbage_after, index_path, parse_segment_name,
+};
 use crate::sync::Durability;
 use crate::types::{EntryFlags, PChannelOptions, Position, VChannelId};
 
@@ -48,8 +50,6 @@ pub struct RecoveryReport {
     /// Places where torn or corrupt data was cut.
     pub cuts: Vec<Cut>,
 }
-
-const PROBE_CHUNK: u64 = 64 << 10;
 
 /// Applies recovered records to the vchannel states, checking offsets stay dense.
 struct Rebuild {
@@ -157,7 +157,8 @@ fn check_known(seg: &Segment, records: &[IdxRecord], end: u64) -> Result<(), Str
     }
     let mut off = SEGMENT_HEADER_LEN;
     for r in records {
-        if r.position != seg.base + off || r.last_offset < r.first_offset {
+        if r.position != seg.base.saturating_add(off) || !offsets_ok(r.first_offset, r.last_offset)
+        {
             return Err(format!("index record at {} is not contiguous", r.position));
         }
         off += r.entry_len();
@@ -187,20 +188,6 @@ fn check_known(seg: &Segment, records: &[IdxRecord], end: u64) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-/// Length of non-zero data from file offset `off` up to the first all-zero 64 KiB block.
-fn garbage_after(seg: &Segment, off: u64) -> u64 {
-    let mut at = off;
-    while at < seg.len() {
-        let next = ((at / PROBE_CHUNK) + 1) * PROBE_CHUNK;
-        let chunk_end = next.min(seg.len());
-        if seg.slice(at, chunk_end - at).iter().all(|&b| b == 0) {
-            break;
-        }
-        at = chunk_end;
-    }
-    at - off
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
@@ -398,6 +385,7 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         durability: Durability::new(active.end),
         ck_lock: Mutex::new(()),
         closed: AtomicBool::new(false),
+        prefaulter: Default::default(),
     };
     Ok((inner, report))
 }
@@ -500,6 +488,6 @@ mod tests {
         );
         assert_eq!(garbage_after(&seg, end), 0);
         seg.write(end + 100, &[b"junk"]);
-        assert_eq!(garbage_after(&seg, end), PROBE_CHUNK - end);
+        assert_eq!(garbage_after(&seg, end), crate::segment::PROBE_CHUNK - end);
     }
 }

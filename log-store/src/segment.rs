@@ -245,6 +245,23 @@ impl Segment {
     }
 }
 
+/// Probe size of [`garbage_after`].
+pub(crate) const PROBE_CHUNK: u64 = 64 << 10;
+
+/// Length of non-zero data from file offset `off` up to the first all-zero 64 KiB block.
+pub(crate) fn garbage_after(seg: &Segment, off: u64) -> u64 {
+    let mut at = off;
+    while at < seg.len() {
+        let next = ((at / PROBE_CHUNK) + 1) * PROBE_CHUNK;
+        let chunk_end = next.min(seg.len());
+        if seg.slice(at, chunk_end - at).iter().all(|&b| b == 0) {
+            break;
+        }
+        at = chunk_end;
+    }
+    at - off
+}
+
 /// fsync of a directory, so created, renamed or removed names are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)

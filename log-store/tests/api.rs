@@ -363,6 +363,40 @@ fn concurrent_appenders_share_syncs_and_readers_see_whole_entries() {
 }
 
 #[test]
+fn one_flush_releases_every_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    // The flusher runs once a minute: only the explicit sync below can release the waiters.
+    let (pc, _) =
+        PChannel::open(dir.path(), opts(1 << 20, SyncPolicy::IntervalMs(60_000))).unwrap();
+    let pc = Arc::new(pc);
+    let durable_before = pc.durable_position();
+    let ends: Vec<Position> = (0..4)
+        .map(|v| {
+            append_one(&pc, v, 0, 1, 1000, 0);
+            pc.end_position()
+        })
+        .collect();
+    assert_eq!(pc.durable_position(), durable_before, "nothing flushed yet");
+    let waiters: Vec<_> = ends
+        .iter()
+        .map(|&end| {
+            let pc = Arc::clone(&pc);
+            std::thread::spawn(move || pc.wait_durable(end).unwrap())
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "waiters block until a flush"
+    );
+    let durable = pc.sync().unwrap();
+    assert_eq!(durable, ends[3]);
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), ends[3]);
+    }
+}
+
+#[test]
 fn pchannel_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PChannel>();

@@ -229,6 +229,10 @@ fn run(ops: Vec<Op>) {
                 }
                 drop(pc);
                 pc = reopen(dir.path());
+                // Retention settings are persisted lazily; their owner re-applies them.
+                for (&v, mv) in &m.vchannels {
+                    pc.set_retention(VChannelId(v), mv.retention).unwrap();
+                }
             }
         }
         check(&pc, &m);

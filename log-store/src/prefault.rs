@@ -1,0 +1,89 @@
+//! The prefaulter: a background thread that faults in the active segment's pages ahead of the
+//! writer (`MADV_POPULATE_WRITE`), so appends copy into resident pages instead of taking a page
+//! fault (and, on ext4, a journal handle) for every 4 KiB on the append path.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::pchannel::Inner;
+use crate::segment::Segment;
+
+/// Populated per step, so a roll or a stop is noticed quickly.
+const STEP: u64 = 1 << 20;
+
+#[derive(Debug, Default)]
+struct Wanted {
+    seg: Option<Arc<Segment>>,
+    /// File offset of `seg` up to which pages are wanted.
+    upto: u64,
+    stop: bool,
+}
+
+/// What the writer asks of the prefaulter thread.
+#[derive(Debug, Default)]
+pub(crate) struct Prefaulter {
+    m: Mutex<Wanted>,
+    cv: Condvar,
+}
+
+impl Prefaulter {
+    /// Asks for the pages of `seg` below file offset `upto`.
+    pub(crate) fn request(&self, seg: &Arc<Segment>, upto: u64) {
+        let mut g = self.m.lock();
+        if !g.seg.as_ref().is_some_and(|s| Arc::ptr_eq(s, seg)) {
+            g.seg = Some(Arc::clone(seg));
+        }
+        g.upto = upto;
+        self.cv.notify_one();
+    }
+
+    pub(crate) fn stop(&self) {
+        self.m.lock().stop = true;
+        self.cv.notify_one();
+    }
+}
+
+/// Starts the prefaulter thread if `prefault_bytes` is set.
+pub(crate) fn spawn_prefaulter(inner: Arc<Inner>) -> Option<JoinHandle<()>> {
+    if inner.opts.prefault_bytes == 0 {
+        return None;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("log-store-prefault".into())
+        .spawn(move || {
+            let p = &inner.prefaulter;
+            let mut current: Option<Arc<Segment>> = None;
+            let mut done = 0u64;
+            loop {
+                let (seg, upto) = {
+                    let mut g = p.m.lock();
+                    loop {
+                        if g.stop {
+                            return;
+                        }
+                        let same = match (&g.seg, &current) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            _ => false,
+                        };
+                        if g.seg.is_some() && (!same || g.upto > done) {
+                            break;
+                        }
+                        p.cv.wait(&mut g);
+                    }
+                    (g.seg.clone().expect("checked above"), g.upto)
+                };
+                if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &seg)) {
+                    current = Some(Arc::clone(&seg));
+                    done = 0;
+                }
+                let to = (done + STEP).min(upto);
+                // Best effort: a failure (old kernel, segment shrunk by sealing) only costs
+                // the writer its own page faults.
+                seg.prefault(done, to - done);
+                done = to;
+            }
+        });
+    spawned.ok()
+}
