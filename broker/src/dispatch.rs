@@ -7,8 +7,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 use slog::{Logger, error};
 use sluice_protocol::response::encode_response_to;
-use sluice_protocol::response::fetch_records;
-use sluice_protocol::{Request, RequestHeader, encode_response, encode_response_vectored};
+use sluice_protocol::{Request, RequestHeader, encode_response, encode_response_spliced};
 
 use crate::broker::Broker;
 use crate::handler;
@@ -131,9 +130,8 @@ pub async fn dispatch(
             &handler::create_topics::handle(broker, header, r, log).await,
         ),
         Request::Fetch(r) => {
-            let body = handler::fetch::handle(broker, header, r).await;
-            let zero_copy = fetch_records(&body);
-            return match encode_response_vectored(header, &body, &zero_copy) {
+            let (body, splices) = handler::fetch::handle(broker, header, r).await;
+            return match encode_response_spliced(header, &body, &splices) {
                 Ok(parts) => Reply::Send(parts.parts),
                 Err(e) => {
                     error!(log, "encoding a response failed"; "api" => "Fetch", "error" => %e);

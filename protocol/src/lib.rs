@@ -52,7 +52,10 @@ pub use errors::{DecodeError, EncodeError, ErrorCode, ResponseError};
 pub use frame::FrameDecoder;
 pub use header::RequestHeader;
 pub use request::{Request, decode_request};
-pub use response::{ResponseParts, encode_response, encode_response_to, encode_response_vectored};
+pub use response::{
+    ResponseParts, Splice, encode_response, encode_response_spliced, encode_response_to,
+    encode_response_vectored,
+};
 pub use versions::{ApiVersionTable, SUPPORTED_APIS, SupportedApi};
 
 /// The message types of the Kafka protocol (re-exported from `kafka-protocol`).

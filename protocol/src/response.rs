@@ -100,18 +100,54 @@ pub fn encode_response_vectored<M: Encodable>(
     body: &M,
     zero_copy: &[Bytes],
 ) -> Result<ResponseParts, EncodeError> {
+    let splices: Vec<Splice> = zero_copy
+        .iter()
+        .map(|b| Splice {
+            placeholder: b.clone(),
+            parts: vec![b.clone()],
+        })
+        .collect();
+    encode_response_spliced(header, body, &splices)
+}
+
+/// A byte field sent as several buffers: the message holds `placeholder` (any
+/// readable slice of the field's length, never read), and the frame carries
+/// `parts` in its place. A fetch answers a partition with several stored
+/// batches this way, each a slice of a segment map, without joining them.
+#[derive(Debug, Clone)]
+pub struct Splice {
+    /// What the message's field holds; identified by address and length.
+    pub placeholder: Bytes,
+    /// What is sent instead; their lengths add up to the placeholder's.
+    pub parts: Vec<Bytes>,
+}
+
+/// Encodes a response frame, replacing each `splices` placeholder (in encoding
+/// order) with its parts.
+pub fn encode_response_spliced<M: Encodable>(
+    header: &RequestHeader,
+    body: &M,
+    splices: &[Splice],
+) -> Result<ResponseParts, EncodeError> {
     let (api_key, api_version) = (header.api_key, header.api_version);
     let message_error = |e: &dyn std::fmt::Display| EncodeError::Message {
         api_key,
         api_version,
         reason: format!("{e:#}"),
     };
+    for s in splices {
+        assert_eq!(
+            s.parts.iter().map(Bytes::len).sum::<usize>(),
+            s.placeholder.len(),
+            "splice parts must add up to the placeholder"
+        );
+    }
     let body_len = body
         .compute_size(api_version)
         .map_err(|e| message_error(&e))?;
     // One allocation for everything that is copied: split() hands the rest
     // of it back, so chunks between zero-copy parts do not reallocate.
-    let shared: usize = zero_copy.iter().map(Bytes::len).sum();
+    let shared: usize = splices.iter().map(|s| s.placeholder.len()).sum();
     let mut head = BytesMut::with_capacity(16 + body_len.saturating_sub(shared));
     let start = begin_frame(&mut head);
     encode_response_header(
@@ -123,7 +159,7 @@ pub fn encode_response_vectored<M: Encodable>(
     let mut buf = VectoredBuf {
         current: head,
         parts: Vec::new(),
-        zero_copy,
+        splices,
         next: 0,
         frozen_len: 0,
     };
@@ -163,7 +199,7 @@ pub fn fetch_records(response: &FetchResponse) -> Vec<Bytes> {
 struct VectoredBuf<'a> {
     current: BytesMut,
     parts: Vec<Bytes>,
-    zero_copy: &'a [Bytes],
+    splices: &'a [Splice],
     next: usize,
     frozen_len: usize,
 }
@@ -185,15 +221,15 @@ unsafe impl BufMut for VectoredBuf<'_> {
     }
 
     fn put_slice(&mut self, src: &[u8]) {
-        if let Some(next) = self.zero_copy.get(self.next)
-            && next.as_ptr() == src.as_ptr()
-            && next.len() == src.len()
+        if let Some(next) = self.splices.get(self.next)
+            && next.placeholder.as_ptr() == src.as_ptr()
+            && next.placeholder.len() == src.len()
         {
             self.next += 1;
             let chunk = self.current.split().freeze();
-            self.frozen_len += chunk.len() + next.len();
+            self.frozen_len += chunk.len() + next.placeholder.len();
             self.parts.push(chunk);
-            self.parts.push(next.clone());
+            self.parts.extend(next.parts.iter().cloned());
             return;
         }
         self.current.put_slice(src);
@@ -280,6 +316,42 @@ mod tests {
             MetadataResponse::decode(&mut body, 12).unwrap(),
             MetadataResponse::default()
         );
+    }
+
+    #[test]
+    fn spliced_records_equal_their_concatenation() {
+        let stored: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 700])).collect();
+        let joined: Bytes = stored
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect::<Vec<u8>>()
+            .into();
+        let placeholder = Bytes::from(vec![0u8; joined.len()]);
+        let partition = |records: Bytes| {
+            FetchResponse::default().with_responses(vec![
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![PartitionData::default().with_records(Some(records))]),
+            ])
+        };
+        for version in [4, 12] {
+            let h = header(ApiKey::Fetch, version);
+            let mut flat = BytesMut::new();
+            encode_response(&mut flat, &h, &partition(joined.clone())).unwrap();
+            let splice = Splice {
+                placeholder: placeholder.clone(),
+                parts: stored.clone(),
+            };
+            let parts =
+                encode_response_spliced(&h, &partition(placeholder.clone()), &[splice]).unwrap();
+            assert_eq!(parts.concat(), flat.freeze(), "v{version}");
+            for s in &stored {
+                assert!(
+                    parts.parts.iter().any(|p| p.as_ptr() == s.as_ptr()),
+                    "stored batch was copied"
+                );
+            }
+        }
     }
 
     #[test]

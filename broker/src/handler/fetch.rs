@@ -3,6 +3,7 @@
 //! passes. Fetch sessions (KIP-227) are declined with session id 0, so clients send full
 //! fetches; answers are complete either way.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -10,19 +11,29 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use log_store::{LogError, VChannelId};
-use sluice_protocol::{RequestHeader, ResponseError};
+use sluice_protocol::{RequestHeader, ResponseError, Splice};
 use sluice_raft::state::MetadataState;
 use tokio::sync::watch;
 
 use super::{local_wal, route};
 use crate::broker::Broker;
 
-/// Answers a Fetch request.
+/// Partitions whose records are smaller than this are copied into one buffer: a separate
+/// `iovec` per stored batch costs more than the copy.
+const SPLICE_MIN_BYTES: usize = 16 * 1024;
+
+/// Stands in for a partition's records in the response message while the frame carries the
+/// stored batches themselves (see `sluice_protocol::Splice`). Zeroed by the allocator and never
+/// read or written, so its pages are never touched.
+static PLACEHOLDER: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(vec![0u8; 64 << 20]));
+
+/// Answers a Fetch request: the response, and the stored batches that replace its records'
+/// placeholders when it is encoded.
 pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: FetchRequest,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Splice>) {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -38,12 +49,14 @@ pub async fn handle(
         let mut budget = max_bytes;
         let mut total = 0usize;
         let mut any_error = false;
+        let mut splices = Vec::new();
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
-                let (data, notifier) =
+                let (data, notifier, splice) =
                     read_partition(broker, &state, topic.topic.as_str(), p, budget, total == 0);
+                splices.extend(splice);
                 let len = data.records.as_ref().map_or(0, Bytes::len);
                 if len > 0 {
                     broker
@@ -70,16 +83,18 @@ pub async fn handle(
         }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || notifiers.is_empty() {
-            return FetchResponse::default()
+            let response = FetchResponse::default()
                 .with_responses(topics)
                 .with_session_id(0);
+            return (response, splices);
         }
         let changed =
             futures_util::future::select_all(notifiers.iter_mut().map(|n| Box::pin(n.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            return FetchResponse::default()
+            let response = FetchResponse::default()
                 .with_responses(topics)
                 .with_session_id(0);
+            return (response, splices);
         }
     }
 }
@@ -92,12 +107,17 @@ fn read_partition(
     p: &FetchPartition,
     budget: usize,
     first_with_data: bool,
-) -> (PartitionData, Option<watch::Receiver<u64>>) {
+) -> (PartitionData, Option<watch::Receiver<u64>>, Option<Splice>) {
     let mut data = PartitionData::default()
         .with_partition_index(p.partition)
         .with_records(Some(Bytes::new()));
-    let fail =
-        |data: PartitionData, code: i16| (data.with_error_code(code).with_high_watermark(-1), None);
+    let fail = |data: PartitionData, code: i16| {
+        (
+            data.with_error_code(code).with_high_watermark(-1),
+            None,
+            None,
+        )
+    };
     let route = match route(state, topic, p.partition) {
         Ok(r) => r,
         Err(code) => return fail(data, code),
@@ -128,39 +148,52 @@ fn read_partition(
         return (
             data.with_error_code(ResponseError::OffsetOutOfRange.code()),
             None,
+            None,
         );
     }
     // KIP-74: the first partition with data returns at least one batch, whatever the limits.
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
     if p.fetch_offset == log_end || (limit == 0 && !first_with_data) {
-        return (data, Some(notifier));
+        return (data, Some(notifier), None);
     }
     match wal.log.read(vchannel, p.fetch_offset, limit.max(1)) {
         Ok(entries) => {
-            let records = match entries.len() {
-                0 => Bytes::new(),
-                1 => entries
-                    .into_iter()
-                    .next()
-                    .map(|e| e.payload)
-                    .unwrap_or_default(),
+            let len: usize = entries.iter().map(|e| e.payload.len()).sum();
+            let parts: Vec<Bytes> = entries.into_iter().map(|e| e.payload).collect();
+            let (records, splice) = match parts.len() {
+                0 => (Bytes::new(), None),
+                1 if len >= SPLICE_MIN_BYTES => {
+                    let splice = Splice {
+                        placeholder: parts[0].clone(),
+                        parts,
+                    };
+                    (splice.placeholder.clone(), Some(splice))
+                }
+                _ if len >= SPLICE_MIN_BYTES && len <= PLACEHOLDER.len() => {
+                    let splice = Splice {
+                        placeholder: PLACEHOLDER.slice(..len),
+                        parts,
+                    };
+                    (splice.placeholder.clone(), Some(splice))
+                }
                 _ => {
-                    let mut buf =
-                        BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
-                    for e in &entries {
-                        buf.extend_from_slice(&e.payload);
+                    let mut buf = BytesMut::with_capacity(len);
+                    for part in &parts {
+                        buf.extend_from_slice(part);
                     }
-                    buf.freeze()
+                    (buf.freeze(), None)
                 }
             };
-            (data.with_records(Some(records)), Some(notifier))
+            (data.with_records(Some(records)), Some(notifier), splice)
         }
         Err(LogError::OffsetOutOfRange { .. }) => (
             data.with_error_code(ResponseError::OffsetOutOfRange.code()),
             None,
+            None,
         ),
         Err(_) => (
             data.with_error_code(ResponseError::KafkaStorageError.code()),
+            None,
             None,
         ),
     }
