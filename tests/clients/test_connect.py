@@ -148,3 +148,34 @@ def test_metrics_endpoint_counts_requests_and_records(broker):
 def test_sigterm_shuts_down_cleanly(broker):
     assert broker.stop() == 0
     assert any(r.get("msg") == "shutdown complete" for r in broker.log_records())
+
+
+def test_grafana_dashboard_uses_exported_metrics(broker):
+    import json
+    import re
+    from pathlib import Path
+
+    from confluent_kafka.admin import AdminClient
+
+    from test_produce_fetch import consume_all, create_topic, produce_all
+
+    # Traffic that makes every series exist: records in and out, an error, a rejected frame.
+    create_topic(broker.bootstrap, "dash")
+    produce_all(broker.bootstrap, "dash", [(0, None, b"x", None)], acks="all")
+    consume_all(broker.bootstrap, "dash", 1, 1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    error = admin.delete_topics(["no-such-topic"])["no-such-topic"].exception(10)
+    assert error is not None and error.args[0].code() == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    with connect(broker) as bad:
+        bad.sendall(struct.pack(">i", 0x7FFFFFF0))
+        assert_closed(bad)
+    broker.wait_for_log(lambda r: r.get("msg") == "request rejected")
+
+    exported = {name.split("{")[0] for name in scrape(broker)}
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"sluice_[a-z_]+", target["expr"]))
+    assert used, "the dashboard queries no metric"
+    assert used <= exported, f"dashboard queries metrics the broker does not export: {used - exported}"
