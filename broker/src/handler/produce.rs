@@ -162,6 +162,8 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         AppendError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
         AppendError::NotServing => ResponseError::NotLeaderOrFollower.code(),
+        AppendError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber.code(),
+        AppendError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch.code(),
         AppendError::Storage(_) => ResponseError::KafkaStorageError.code(),
     }
 }

@@ -17,6 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FsyncPolicy;
 
+use sluice_protocol::RecordBatchHeader;
+
+use super::interceptor::idempotence::{
+    BatchSequence, Check, ProducerStates, SequenceError, last_sequence,
+};
 use super::interceptor::{self, AppendError, PreparedBatch};
 
 /// Bytes the writer gathers into one group commit before writing it.
@@ -109,6 +114,7 @@ impl Wal {
                     term: Term(term),
                     policy,
                     next_offsets: HashMap::new(),
+                    producers: ProducerStates::default(),
                     publish,
                     metrics,
                     logger: log_out,
@@ -154,12 +160,48 @@ impl Wal {
     }
 }
 
+/// One partition's append after the interceptors.
+enum Prepared {
+    /// Batches to write.
+    Batches(Vec<PreparedBatch>),
+    /// A retried batch already written: answer with its original offsets.
+    Duplicate(BatchSequence),
+}
+
+/// `(producer_id, producer_epoch, first_sequence, last_sequence)` of each batch; within one
+/// request an idempotent producer's batches must follow each other.
+fn idempotence_headers(batches: &[Bytes]) -> Result<Vec<(i64, i16, i32, i32)>, AppendError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for bytes in batches {
+        let h = RecordBatchHeader::parse(bytes).map_err(|e| AppendError::Corrupt(e.to_string()))?;
+        let last_seq = last_sequence(h.base_sequence(), h.last_offset_delta());
+        out.push((
+            h.producer_id(),
+            h.producer_epoch(),
+            h.base_sequence(),
+            last_seq,
+        ));
+    }
+    for pair in out.windows(2) {
+        let ((pid_a, epoch_a, _, last_a), (pid_b, epoch_b, first_b, _)) = (pair[0], pair[1]);
+        if pid_a >= 0 && (pid_a, epoch_a) == (pid_b, epoch_b) && first_b != last_sequence(last_a, 1)
+        {
+            return Err(AppendError::OutOfOrderSequence(format!(
+                "batches of producer {pid_a} in one request skip from sequence {last_a} to {first_b}"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 struct Writer {
     log: Arc<PChannel>,
     term: Term,
     policy: FsyncPolicy,
     /// Next offset of each vchannel written here, cached from the log.
     next_offsets: HashMap<VChannelId, i64>,
+    /// Idempotent producers' sequences on this pchannel's vchannels.
+    producers: ProducerStates,
     publish: watch::Sender<u64>,
     metrics: WalMetrics,
     logger: Logger,
@@ -187,23 +229,16 @@ impl Writer {
     /// Runs one group through the interceptors, writes it, syncs once if needed, answers.
     fn commit(&mut self, group: &mut Vec<AppendRequest>) {
         let now_ms = now_ms();
-        let mut prepared: Vec<(usize, Result<Vec<PreparedBatch>, AppendError>)> =
+        let mut prepared: Vec<(usize, Result<Prepared, AppendError>)> =
             Vec::with_capacity(group.len());
         for (i, request) in group.iter().enumerate() {
-            let next = self.next_offset(request.vchannel);
-            let result = interceptor::prepare(request, next, self.term, now_ms);
-            if let Ok(batches) = &result {
-                if let Some(last) = batches.last() {
-                    self.next_offsets
-                        .insert(request.vchannel, last.last_offset + 1);
-                }
-            }
+            let result = self.intercept(request, now_ms);
             prepared.push((i, result));
         }
         let term = self.term;
         let mut entries: Vec<EntryRef<'_>> = Vec::new();
         for (i, result) in &prepared {
-            if let Ok(batches) = result {
+            if let Ok(Prepared::Batches(batches)) = result {
                 let vchannel = group[*i].vchannel;
                 entries.extend(batches.iter().map(|b| b.entry(vchannel, term)));
             }
@@ -220,6 +255,10 @@ impl Writer {
             .observe(started.elapsed().as_secs_f64());
         self.metrics.group_commit_bytes.observe(bytes as f64);
         drop(entries);
+        match &written {
+            Ok(_) => self.producers.commit(),
+            Err(_) => self.producers.rollback(),
+        }
         let outcome = written.and_then(|outcome| {
             let needs_sync = group.iter().any(|r| r.acks == Acks::Durable);
             match (outcome, self.policy) {
@@ -249,13 +288,17 @@ impl Writer {
             let reply = match (&outcome, result) {
                 (Err(e), _) => Err(AppendError::Storage(e.to_string())),
                 (Ok(()), Err(e)) => Err(e),
-                (Ok(()), Ok(batches)) => {
+                (Ok(()), Ok(prepared)) => {
                     let log_start_offset = self
                         .log
                         .vchannel_state(request.vchannel)
                         .map_or(0, |s| s.log_start_offset);
+                    let base_offset = match prepared {
+                        Prepared::Batches(batches) => batches.first().map_or(-1, |b| b.base_offset),
+                        Prepared::Duplicate(original) => original.first_offset,
+                    };
                     Ok(Appended {
-                        base_offset: batches.first().map_or(-1, |b| b.base_offset),
+                        base_offset,
                         log_append_time: if request.log_append_time { now_ms } else { -1 },
                         log_start_offset,
                     })
@@ -263,6 +306,45 @@ impl Writer {
             };
             let _ = request.reply.send(reply);
         }
+    }
+
+    /// Runs one partition's batches through the idempotence and sequence stages.
+    fn intercept(&mut self, request: &AppendRequest, now_ms: i64) -> Result<Prepared, AppendError> {
+        let producers = idempotence_headers(&request.batches)?;
+        if let Some(&(producer_id, epoch, first_seq, last_seq)) = producers.first() {
+            let checked = self
+                .producers
+                .check(request.vchannel, producer_id, epoch, first_seq, last_seq)
+                .map_err(|e| match e {
+                    SequenceError::InvalidEpoch { .. } => {
+                        AppendError::InvalidProducerEpoch(e.to_string())
+                    }
+                    SequenceError::OutOfOrder { .. } => {
+                        AppendError::OutOfOrderSequence(e.to_string())
+                    }
+                })?;
+            // Kafka answers a request whose first batch is a duplicate with that batch's offsets.
+            if let Check::Duplicate(original) = checked {
+                return Ok(Prepared::Duplicate(original));
+            }
+        }
+        let next = self.next_offset(request.vchannel);
+        let batches = interceptor::prepare(request, next, self.term, now_ms)?;
+        if let Some(last) = batches.last() {
+            self.next_offsets
+                .insert(request.vchannel, last.last_offset + 1);
+        }
+        for (batch, &(producer_id, epoch, first_seq, last_seq)) in batches.iter().zip(&producers) {
+            let sequence = BatchSequence {
+                first_seq,
+                last_seq,
+                first_offset: batch.base_offset,
+                last_offset: batch.last_offset,
+            };
+            self.producers
+                .record(request.vchannel, producer_id, epoch, sequence);
+        }
+        Ok(Prepared::Batches(batches))
     }
 
     fn next_offset(&mut self, vchannel: VChannelId) -> i64 {

@@ -1,9 +1,10 @@
 //! The append pipeline of a pchannel, one stage per module, run in this order:
-//! validate (on the request's task, so CRC work spreads over cores) → sequence (on the
-//! pchannel's writer thread: assigns offsets) → persist and publish (the writer's group commit,
-//! in `wal.rs`). The idempotence and transaction stages (KIP-98) slot in between validate and
-//! sequence, on the writer thread, where per-producer state is single-threaded.
+//! validate (on the request's task, so CRC work spreads over cores) → idempotence and sequence
+//! (on the pchannel's writer thread, which owns the per-producer state and assigns offsets) →
+//! persist and publish (the writer's group commit, in `wal.rs`). The transaction stage (KIP-98)
+//! will slot in beside idempotence.
 
+pub mod idempotence;
 pub mod sequence;
 pub mod validate;
 
@@ -31,6 +32,12 @@ pub enum AppendError {
     /// A timestamp outside what the topic accepts.
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// An idempotent producer's batch does not continue its sequence.
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's epoch is older than the one on record (a fenced producer).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     /// The pchannel is closing or no longer served here.
     #[error("the pchannel is not served by this broker")]
     NotServing,
