@@ -230,8 +230,8 @@ impl Command {
 
     /// Decodes a Raft entry's payload; never panics on bad input.
     pub fn decode(data: &[u8]) -> Result<Command, CommandError> {
-        let env: Envelope = serde_json::from_slice(data)
-            .map_err(|e| CommandError::Undecodable(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_slice(data).map_err(|e| CommandError::Undecodable(e.to_string()))?;
         if env.v != COMMAND_FORMAT_VERSION {
             return Err(CommandError::Undecodable(format!(
                 "command format version {} (this build reads {})",

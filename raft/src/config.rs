@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::peer::PeerConfig;
 
 /// Settings of one node of the metadata Raft group.
 #[derive(Debug, Clone)]
@@ -108,5 +107,50 @@ impl NodeConfig {
         p.snapshot_keep = self.snapshot_keep;
         p.pchannels = self.pchannels;
         Ok(p)
+    }
+}
+
+/// Settings of one Raft peer.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Raft id of this node (non-zero).
+    pub id: u64,
+    /// Directory of the Raft files.
+    pub data_dir: PathBuf,
+    /// Voters of a new group, used only when `data_dir` holds no Raft files. Empty: this node
+    /// joins an existing group, which must add it with a membership change.
+    pub initial_voters: Vec<u64>,
+    /// Ticks without a leader before an election (randomized in `[e, 2e)`).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// Applied entries between state-machine snapshots.
+    pub snapshot_interval: u64,
+    /// Entries kept before a snapshot for followers slightly behind.
+    pub snapshot_keep: u64,
+    /// pchannel pool size written by the automatic `InitCluster`.
+    pub pchannels: u32,
+    /// Whether the leader proposes `InitCluster` by itself when the state has no cluster.
+    pub auto_init: bool,
+    /// fsync log appends and hard-state writes. Turn off only in simulations, where a "crash"
+    /// drops the process state but never the page cache.
+    pub sync_writes: bool,
+}
+
+impl PeerConfig {
+    /// Defaults for peer `id` storing its files in `data_dir`.
+    pub fn new(id: u64, data_dir: impl Into<PathBuf>, initial_voters: Vec<u64>) -> Self {
+        PeerConfig {
+            id,
+            data_dir: data_dir.into(),
+            initial_voters,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            snapshot_interval: 10_000,
+            snapshot_keep: 1_000,
+            pchannels: 16,
+            auto_init: true,
+            sync_writes: true,
+        }
     }
 }

@@ -1,23 +1,23 @@
-//! The node runtime and the broker's handle: a dedicated thread drives a [`Peer`] (ticks,
-//! messages, Ready handling with fsync), a tokio transport carries messages, and
-//! [`MetadataStore`] offers async propose, linearizable reads and watches of applied state.
+//! The broker's handle on the metadata store: [`MetadataStore`] starts the transport and the
+//! driver thread (`driver.rs`) and offers async propose, linearizable reads, watches of
+//! the applied state and of the Raft status, membership changes and shutdown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use raft::eraftpb::MessageType;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::command::{Command, CommandError, CommandResult};
 use crate::config::NodeConfig;
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::peer::{Peer, ProposalId, ReadId, ReadyOutput};
+use crate::peer::Peer;
 use crate::state::MetadataState;
 use crate::transport::{Transport, TransportEvent};
 
@@ -51,9 +51,9 @@ pub struct Change {
     pub outcome: Result<CommandResult, CommandError>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
 
-enum Request {
+pub(crate) enum Request {
     Net(TransportEvent),
     Propose(Command, Reply<CommandResult>),
     Membership(u64, Option<String>, Reply<CommandResult>),
@@ -78,6 +78,14 @@ struct Inner {
     shutdown: watch::Sender<bool>,
 }
 
+impl Drop for Inner {
+    /// The last handle gone without `shutdown`: stop the driver and the transport anyway.
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Stop);
+        let _ = self.shutdown.send(true);
+    }
+}
+
 /// The broker's handle on the metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct MetadataStore {
@@ -88,14 +96,13 @@ impl MetadataStore {
     /// Opens the Raft files, binds `config.raft_listen` (if any) and starts the node. Must be
     /// called inside a tokio runtime.
     pub async fn start(config: NodeConfig, logger: slog::Logger) -> Result<MetadataStore> {
-        let listener = match &config.raft_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| Error::Config(format!("cannot bind raft listener {addr}: {e}")))?,
-            ),
-            None => None,
-        };
+        let listener =
+            match &config.raft_listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    Error::Config(format!("cannot bind raft listener {addr}: {e}"))
+                })?),
+                None => None,
+            };
         Self::start_with_listener(config, listener, logger).await
     }
 
@@ -115,9 +122,8 @@ impl MetadataStore {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (ev_tx, ev_rx) = std_mpsc::channel::<TransportEvent>();
         let raft_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let transport = listener.map(|l| {
-            Transport::start(l, ev_tx, shutdown_rx, config.send_queue, logger.clone())
-        });
+        let transport = listener
+            .map(|l| Transport::start(l, ev_tx, shutdown_rx, config.send_queue, logger.clone()));
         // Forward transport events into the driver's single queue.
         if transport.is_some() {
             let fwd = req_tx.clone();
@@ -278,7 +284,8 @@ impl MetadataStore {
 
     /// Adds voter `node_id` reachable at `addr` (run on the leader).
     pub async fn add_voter(&self, node_id: u64, addr: String) -> Result<CommandResult> {
-        self.call(|tx| Request::Membership(node_id, Some(addr), tx)).await
+        self.call(|tx| Request::Membership(node_id, Some(addr), tx))
+            .await
     }
 
     /// Removes voter `node_id` (run on the leader).
@@ -295,206 +302,5 @@ impl MetadataStore {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-    }
-}
-
-struct Driver {
-    peer: Peer,
-    transport: Option<Transport>,
-    config: NodeConfig,
-    state_tx: watch::Sender<Arc<MetadataState>>,
-    status_tx: watch::Sender<RaftStatus>,
-    changes: broadcast::Sender<Change>,
-    proposals: HashMap<ProposalId, Reply<CommandResult>>,
-    reads: HashMap<ReadId, (Reply<Arc<MetadataState>>, u64)>,
-    next_read: ReadId,
-    ticks: u64,
-    logger: slog::Logger,
-}
-
-/// Requests handled per loop turn before the Ready is processed (bounds batch latency).
-const MAX_BATCH: usize = 4096;
-/// Ticks after which an unanswered ReadIndex is asked again.
-const READ_RETRY_TICKS: u64 = 3;
-
-impl Driver {
-    fn run(mut self, rx: std_mpsc::Receiver<Request>) {
-        let tick = self.config.tick();
-        let mut next_tick = Instant::now() + tick;
-        loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let mut stop = match rx.recv_timeout(wait) {
-                Ok(req) => self.handle(req),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => false,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => true,
-            };
-            let mut n = 0;
-            while !stop && n < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(req) => stop = self.handle(req),
-                    Err(_) => break,
-                }
-                n += 1;
-            }
-            if stop {
-                break;
-            }
-            if Instant::now() >= next_tick {
-                next_tick += tick;
-                if next_tick < Instant::now() {
-                    next_tick = Instant::now() + tick;
-                }
-                self.on_tick();
-            }
-            match self.peer.handle_ready() {
-                Ok(out) => self.dispatch(out),
-                Err(e) => {
-                    slog::crit!(self.logger, "raft storage failed; stopping the node"; "error" => %e);
-                    let reason = e.to_string();
-                    self.status_tx.send_modify(|s| s.failed = Some(reason));
-                    break;
-                }
-            }
-        }
-        // Dropping the pending replies fails them with `Stopped`.
-        slog::info!(self.logger, "raft node stopped");
-    }
-
-    fn handle(&mut self, req: Request) -> bool {
-        match req {
-            Request::Net(TransportEvent::Message(m)) => self.peer.step(*m),
-            Request::Net(TransportEvent::Unreachable(id)) => self.peer.report_unreachable(id),
-            Request::Net(TransportEvent::SnapshotSent(id, ok)) => self.peer.report_snapshot(id, ok),
-            Request::Propose(cmd, tx) => match self.peer.propose(&cmd) {
-                Ok(id) => {
-                    self.proposals.insert(id, tx);
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            },
-            Request::Membership(node, addr, tx) => {
-                if let (Some(a), Some(t)) = (&addr, &self.transport) {
-                    t.set_peer(node, a);
-                }
-                match self.peer.propose_membership(node, addr) {
-                    Ok(id) => {
-                        self.proposals.insert(id, tx);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            }
-            Request::Read(tx) => {
-                if self.peer.leader().is_none() {
-                    let _ = tx.send(Err(Error::NotLeader { leader: None }));
-                } else {
-                    let id = self.next_read;
-                    self.next_read += 1;
-                    self.peer.read_index(id);
-                    self.reads.insert(id, (tx, self.ticks));
-                }
-            }
-            Request::Stop => return true,
-        }
-        false
-    }
-
-    fn on_tick(&mut self) {
-        self.ticks += 1;
-        self.peer.tick();
-        self.proposals.retain(|_, tx| !tx.is_closed());
-        let ticks = self.ticks;
-        let mut retry = Vec::new();
-        self.reads.retain(|&id, (tx, issued)| {
-            if tx.is_closed() {
-                return false;
-            }
-            if ticks - *issued >= READ_RETRY_TICKS {
-                *issued = ticks;
-                retry.push(id);
-            }
-            true
-        });
-        for id in retry {
-            self.peer.read_index(id);
-        }
-    }
-
-    fn dispatch(&mut self, out: ReadyOutput) {
-        if let Some(t) = &self.transport {
-            for m in out.messages {
-                let (to, snapshot) = (m.to, m.get_msg_type() == MessageType::MsgSnapshot);
-                if !t.send(m) {
-                    self.peer.report_unreachable(to);
-                    if snapshot {
-                        self.peer.report_snapshot(to, false);
-                    }
-                }
-            }
-        }
-        // Publish the state before answering, so a caller sees its own write in `state()`.
-        if out.state_changed {
-            let state = self.peer.state().clone();
-            if let Some(t) = &self.transport {
-                for (&id, addr) in &state.raft_peers {
-                    if id != self.config.node_id {
-                        t.set_peer(id, addr);
-                    }
-                }
-            }
-            self.state_tx.send_replace(state);
-        }
-        for a in out.applied {
-            if let Some(tx) = self.proposals.remove(&a.proposal) {
-                let _ = tx.send(a.outcome.map_err(Error::Rejected));
-            }
-        }
-        for id in out.dropped {
-            if let Some(tx) = self.proposals.remove(&id) {
-                let _ = tx.send(Err(Error::ProposalDropped));
-            }
-        }
-        for id in out.unknown {
-            if let Some(tx) = self.proposals.remove(&id) {
-                let _ = tx.send(Err(Error::OutcomeUnknown));
-            }
-        }
-        for id in out.reads {
-            if let Some((tx, _)) = self.reads.remove(&id) {
-                let _ = tx.send(Ok(self.peer.state().clone()));
-            }
-        }
-        if self.changes.receiver_count() > 0 {
-            for (version, command, outcome) in out.log {
-                let _ = self.changes.send(Change {
-                    version,
-                    command,
-                    outcome,
-                });
-            }
-        }
-        self.publish();
-    }
-
-    fn publish(&mut self) {
-        let status = RaftStatus {
-            node_id: self.peer.id(),
-            leader: self.peer.leader(),
-            term: self.peer.term(),
-            is_leader: self.peer.is_leader(),
-            applied: self.peer.state().version,
-            voters: self.peer.voters(),
-            failed: None,
-        };
-        self.status_tx.send_if_modified(|s| {
-            if *s != status {
-                *s = status;
-                true
-            } else {
-                false
-            }
-        });
     }
 }

@@ -4,15 +4,17 @@
 //! runtime in [`crate::node`] drives it over TCP; tests drive it over a simulated network.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
+};
 use raft::{Config, RawNode, StateRole, Storage as _};
 use uuid::Uuid;
 
 use crate::command::{Command, CommandError, CommandResult};
+pub use crate::config::PeerConfig;
 use crate::error::{Error, Result};
 use crate::snapshot;
 use crate::state::MetadataState;
@@ -22,51 +24,6 @@ use crate::storage::DiskStorage;
 pub type ProposalId = u64;
 /// Identifies a linearizable read requested through one [`Peer`].
 pub type ReadId = u64;
-
-/// Settings of one Raft peer.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// Raft id of this node (non-zero).
-    pub id: u64,
-    /// Directory of the Raft files.
-    pub data_dir: PathBuf,
-    /// Voters of a new group, used only when `data_dir` holds no Raft files. Empty: this node
-    /// joins an existing group, which must add it with a membership change.
-    pub initial_voters: Vec<u64>,
-    /// Ticks without a leader before an election (randomized in `[e, 2e)`).
-    pub election_tick: usize,
-    /// Ticks between leader heartbeats.
-    pub heartbeat_tick: usize,
-    /// Applied entries between state-machine snapshots.
-    pub snapshot_interval: u64,
-    /// Entries kept before a snapshot for followers slightly behind.
-    pub snapshot_keep: u64,
-    /// pchannel pool size written by the automatic `InitCluster`.
-    pub pchannels: u32,
-    /// Whether the leader proposes `InitCluster` by itself when the state has no cluster.
-    pub auto_init: bool,
-    /// fsync log appends and hard-state writes. Turn off only in simulations, where a "crash"
-    /// drops the process state but never the page cache.
-    pub sync_writes: bool,
-}
-
-impl PeerConfig {
-    /// Defaults for peer `id` storing its files in `data_dir`.
-    pub fn new(id: u64, data_dir: impl Into<PathBuf>, initial_voters: Vec<u64>) -> Self {
-        PeerConfig {
-            id,
-            data_dir: data_dir.into(),
-            initial_voters,
-            election_tick: 10,
-            heartbeat_tick: 1,
-            snapshot_interval: 10_000,
-            snapshot_keep: 1_000,
-            pchannels: 16,
-            auto_init: true,
-            sync_writes: true,
-        }
-    }
-}
 
 /// The result of an applied entry that this peer proposed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +98,17 @@ impl Peer {
         voters.sort_unstable();
         voters.dedup();
         let conf = ConfState::from((voters, Vec::<u64>::new()));
-        let (storage, _fresh) = DiskStorage::open(&cfg.data_dir, &conf, &[], cfg.sync_writes, logger)?;
+        let (storage, _fresh) =
+            DiskStorage::open(&cfg.data_dir, &conf, &[], cfg.sync_writes, logger)?;
         let snap = storage.latest_snapshot();
-        let state = snapshot::decode(&snap.data).map_err(|e| match e {
-            Error::Codec(reason) => Error::corrupt(storage.dir().join(crate::storage::files::SNAPSHOT_FILE), reason),
+        let mut state = snapshot::decode(&snap.data).map_err(|e| match e {
+            Error::Codec(reason) => Error::corrupt(
+                storage.dir().join(crate::storage::files::SNAPSHOT_FILE),
+                reason,
+            ),
             e => e,
         })?;
+        state.version = state.version.max(snap.get_metadata().index);
         let conf = snap.get_metadata().get_conf_state().clone();
         let raft_cfg = Config {
             id: cfg.id,
@@ -370,7 +332,11 @@ impl Peer {
         Ok(out)
     }
 
-    fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot, out: &mut ReadyOutput) -> Result<()> {
+    fn install_snapshot(
+        &mut self,
+        snap: raft::eraftpb::Snapshot,
+        out: &mut ReadyOutput,
+    ) -> Result<()> {
         let meta = snap.get_metadata().clone();
         let state = snapshot::decode(&snap.data)?;
         self.raw.mut_store().apply_snapshot(&snap)?;
@@ -378,7 +344,8 @@ impl Peer {
         self.state = Arc::new(state);
         self.conf = meta.get_conf_state().clone();
         let rest = self.pending.split_off(&(meta.index + 1));
-        out.unknown.extend(std::mem::replace(&mut self.pending, rest).into_values());
+        out.unknown
+            .extend(std::mem::replace(&mut self.pending, rest).into_values());
         out.state_changed = true;
         Ok(())
     }
@@ -472,7 +439,8 @@ impl Peer {
 
     fn maybe_snapshot(&mut self) -> Result<()> {
         let applied = self.state.version;
-        if !self.snapshot_due && applied < self.snapshot_index() + self.cfg.snapshot_interval.max(1) {
+        if !self.snapshot_due && applied < self.snapshot_index() + self.cfg.snapshot_interval.max(1)
+        {
             return Ok(());
         }
         self.snapshot_due = false;
@@ -485,6 +453,8 @@ impl Peer {
         let data = snapshot::encode(&self.state);
         let conf = self.conf.clone();
         let keep = self.cfg.snapshot_keep;
-        self.raw.mut_store().create_snapshot(applied, &conf, data, keep)
+        self.raw
+            .mut_store()
+            .create_snapshot(applied, &conf, data, keep)
     }
 }

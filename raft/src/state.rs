@@ -2,6 +2,7 @@
 //! producer ids, versioned by the Raft index of the last applied entry.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -25,10 +26,11 @@ pub struct MetadataState {
     pub cluster: Option<ClusterInfo>,
     /// Registered brokers by broker id.
     pub brokers: BTreeMap<i32, BrokerInfo>,
-    /// Topics by name.
-    pub topics: BTreeMap<String, TopicInfo>,
+    /// Topics by name. Shared (copy on write) so that publishing a new state version after a
+    /// command that does not touch topics, such as a heartbeat, does not copy them.
+    pub topics: Arc<BTreeMap<String, TopicInfo>>,
     /// Topic names by topic id.
-    pub topic_ids: BTreeMap<Uuid, String>,
+    pub topic_ids: Arc<BTreeMap<Uuid, String>>,
     /// One entry per pchannel of the pool, indexed by pchannel id.
     pub pchannels: Vec<PChannelInfo>,
     /// Next vchannel id to hand out; vchannel ids are never reused.
@@ -151,7 +153,9 @@ pub struct PChannelInfo {
 impl MetadataState {
     /// The topic with this id.
     pub fn topic_by_id(&self, topic_id: &Uuid) -> Option<&TopicInfo> {
-        self.topic_ids.get(topic_id).and_then(|n| self.topics.get(n))
+        self.topic_ids
+            .get(topic_id)
+            .and_then(|n| self.topics.get(n))
     }
 
     /// Brokers whose lease runs at `now_ms`.
@@ -220,8 +224,7 @@ impl MetadataState {
                 total_partitions,
             } => self.create_partitions(name, *total_partitions),
             Command::AlterTopicConfigs { name, set, delete } => {
-                let topic = self
-                    .topics
+                let topic = Arc::make_mut(&mut self.topics)
                     .get_mut(name)
                     .ok_or_else(|| CommandError::UnknownTopic(name.clone()))?;
                 for key in delete {
@@ -293,12 +296,18 @@ impl MetadataState {
         }
     }
 
-    fn init_cluster(&mut self, cluster_id: Uuid, pchannels: u32) -> Result<CommandResult, CommandError> {
+    fn init_cluster(
+        &mut self,
+        cluster_id: Uuid,
+        pchannels: u32,
+    ) -> Result<CommandResult, CommandError> {
         if self.cluster.is_some() {
             return Err(CommandError::AlreadyInitialized);
         }
         if pchannels == 0 || pchannels > 65_536 {
-            return Err(CommandError::InvalidRequest(format!("pchannels {pchannels}")));
+            return Err(CommandError::InvalidRequest(format!(
+                "pchannels {pchannels}"
+            )));
         }
         self.cluster = Some(ClusterInfo {
             cluster_id,
@@ -334,7 +343,7 @@ impl MetadataState {
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(CommandError::InvalidPartitions(format!("{partitions}")));
         }
-        self.topics.insert(
+        Arc::make_mut(&mut self.topics).insert(
             name.to_owned(),
             TopicInfo {
                 topic_id,
@@ -343,7 +352,7 @@ impl MetadataState {
                 configs: configs.clone(),
             },
         );
-        self.topic_ids.insert(topic_id, name.to_owned());
+        Arc::make_mut(&mut self.topic_ids).insert(topic_id, name.to_owned());
         self.create_partitions(name, partitions)
     }
 
@@ -370,7 +379,9 @@ impl MetadataState {
             new_partitions.push(PartitionInfo { vchannel, pchannel });
             placed.push((existing + i as u32, vchannel, pchannel));
         }
-        let topic = self.topics.get_mut(name).expect("checked above");
+        let topic = Arc::make_mut(&mut self.topics)
+            .get_mut(name)
+            .expect("checked above");
         topic.partitions.extend(new_partitions);
         Ok(CommandResult::PartitionsCreated {
             topic_id: topic.topic_id,
@@ -379,11 +390,10 @@ impl MetadataState {
     }
 
     fn delete_topic(&mut self, name: &str) -> Result<CommandResult, CommandError> {
-        let topic = self
-            .topics
+        let topic = Arc::make_mut(&mut self.topics)
             .remove(name)
             .ok_or_else(|| CommandError::UnknownTopic(name.to_owned()))?;
-        self.topic_ids.remove(&topic.topic_id);
+        Arc::make_mut(&mut self.topic_ids).remove(&topic.topic_id);
         for p in &topic.partitions {
             let pc = &mut self.pchannels[p.pchannel as usize];
             pc.vchannels = pc.vchannels.saturating_sub(1);
@@ -455,6 +465,8 @@ fn validate_topic_name(name: &str) -> Result<(), CommandError> {
     if ok {
         Ok(())
     } else {
-        Err(CommandError::InvalidRequest(format!("invalid topic name {name:?}")))
+        Err(CommandError::InvalidRequest(format!(
+            "invalid topic name {name:?}"
+        )))
     }
 }

@@ -178,7 +178,11 @@ async fn read_frame(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> st
 }
 
 /// Drains a dead peer's queue so that stale messages are not replayed on reconnect.
-fn fail_queued(id: u64, rx: &mut mpsc::Receiver<Message>, events: &std_mpsc::Sender<TransportEvent>) {
+fn fail_queued(
+    id: u64,
+    rx: &mut mpsc::Receiver<Message>,
+    events: &std_mpsc::Sender<TransportEvent>,
+) {
     while let Ok(m) = rx.try_recv() {
         if m.get_msg_type() == MessageType::MsgSnapshot {
             let _ = events.send(TransportEvent::SnapshotSent(id, false));

@@ -9,9 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::Sim;
+use sluice_raft::Error;
 use sluice_raft::command::Command;
 use sluice_raft::peer::{Peer, PeerConfig};
-use sluice_raft::Error;
 use uuid::Uuid;
 
 /// A single-node group with 30 topics, stopped; returns the sim (holding the temp dir).
@@ -28,7 +28,10 @@ fn populated() -> Sim {
         sim.peer(1).propose(&cmd).unwrap();
         sim.round();
     }
-    assert!(sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len() == 30));
+    assert!(
+        sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len()
+            == 30)
+    );
     sim.crash(1);
     sim
 }
@@ -63,7 +66,10 @@ fn dir(sim: &Sim) -> PathBuf {
 fn clean_restart_restores_everything() {
     let mut sim = populated();
     sim.restart(1);
-    assert!(sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len() == 30));
+    assert!(
+        sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len()
+            == 30)
+    );
 }
 
 #[test]
@@ -76,8 +82,15 @@ fn torn_tail_is_cut_and_the_rest_survives() {
     drop(f);
     let len = fs::metadata(&seg).unwrap().len();
     sim.restart(1);
-    assert_eq!(fs::metadata(&seg).unwrap().len(), len - 3, "torn bytes were cut");
-    assert!(sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len() == 30));
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        len - 3,
+        "torn bytes were cut"
+    );
+    assert!(
+        sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len()
+            == 30)
+    );
 }
 
 #[test]
@@ -90,7 +103,10 @@ fn flipped_byte_in_the_log_names_the_segment() {
     fs::write(&seg, data).unwrap();
     let (path, reason) = corrupt_path(reopen(&sim));
     assert_eq!(path, seg);
-    assert!(reason.contains("CRC") || reason.contains("length"), "{reason}");
+    assert!(
+        reason.contains("CRC") || reason.contains("length"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -98,7 +114,12 @@ fn truncated_log_below_commit_is_an_error() {
     let sim = populated();
     let seg = segment(&dir(&sim));
     let len = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len / 2).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let (path, reason) = corrupt_path(reopen(&sim));
     assert_eq!(path, seg);
     assert!(reason.contains("commit index"), "{reason}");
@@ -117,7 +138,12 @@ fn truncated_snapshot_names_the_file() {
     let sim = populated();
     let snap = dir(&sim).join("snapshot");
     let len = fs::metadata(&snap).unwrap().len();
-    OpenOptions::new().write(true).open(&snap).unwrap().set_len(len - 1).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&snap)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
     let (path, _) = corrupt_path(reopen(&sim));
     assert_eq!(path, snap);
 }
@@ -153,7 +179,10 @@ fn one_torn_hard_state_slot_falls_back_to_the_other() {
     data[newer + 20] ^= 0xFF;
     fs::write(&hs, data).unwrap();
     sim.restart(1);
-    assert!(sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len() == 30));
+    assert!(
+        sim.run_until(200, |s| s.peers[0].as_ref().unwrap().state().topics.len()
+            == 30)
+    );
 }
 
 #[test]

@@ -19,8 +19,13 @@ fn create_topic(name: &str, partitions: u32) -> Command {
     }
 }
 
+/// 20 ms ticks, elections after 0.4–0.8 s (wide enough for a busy 2-core machine).
 fn fast(mut c: NodeConfig) -> NodeConfig {
     c.tick_ms = 20;
+    c.election_ticks = 20;
+    c.heartbeat_ticks = 2;
+    c.snapshot_interval = 8;
+    c.snapshot_keep = 2;
     c.request_timeout_ms = 5_000;
     c
 }
@@ -55,7 +60,10 @@ async fn single_node_bootstraps_once_and_reuses_its_group() {
     let version = read.version;
     assert_eq!(store.status().leader, Some(1));
     store.shutdown().await;
-    assert!(matches!(store.propose(Command::Noop).await, Err(Error::Stopped)));
+    assert!(matches!(
+        store.propose(Command::Noop).await,
+        Err(Error::Stopped)
+    ));
 
     // Restart: same group, same cluster id, state rebuilt from the log.
     let store = MetadataStore::start(fast(NodeConfig::single(1, dir.path())), common::logger())
@@ -66,6 +74,13 @@ async fn single_node_bootstraps_once_and_reuses_its_group() {
     assert_eq!(state.topics["orders"].partitions.len(), 4);
     store.propose(create_topic("payments", 2)).await.unwrap();
     store.shutdown().await;
+}
+
+/// Fails the test instead of hanging when `f` does not complete within 10 s.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("completed within 10 s")
 }
 
 /// Waits (on status changes, not by polling) until one of `stores` leads; returns its index.
@@ -93,6 +108,24 @@ async fn leader_of(stores: &[MetadataStore]) -> usize {
     i
 }
 
+/// Proposes on whichever store leads, retrying when leadership moved before the proposal
+/// entered the log (`NotLeader`, `ProposalDropped`: certainly not applied). Returns the index
+/// of the store that applied it and the state version that includes it.
+async fn propose_on_leader(stores: &[MetadataStore], cmd: Command) -> (usize, u64, CommandResult) {
+    for _ in 0..100 {
+        let l = leader_of(stores).await;
+        match stores[l].propose(cmd.clone()).await {
+            Ok(r) => return (l, stores[l].state().version, r),
+            Err(Error::NotLeader { .. } | Error::ProposalDropped) => {
+                let mut w = stores[l].subscribe_status();
+                let _ = within(w.wait_for(|st| !st.is_leader)).await;
+            }
+            Err(e) => panic!("proposal failed: {e}"),
+        }
+    }
+    panic!("no stable leader")
+}
+
 async fn start_three(dir: &std::path::Path) -> (Vec<MetadataStore>, BTreeMap<u64, String>) {
     let mut listeners = Vec::new();
     let mut addrs = BTreeMap::new();
@@ -104,7 +137,12 @@ async fn start_three(dir: &std::path::Path) -> (Vec<MetadataStore>, BTreeMap<u64
     let mut stores = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let id = i as u64 + 1;
-        let cfg = NodeConfig::cluster(id, dir.join(format!("n{id}")), addrs[&id].clone(), addrs.clone());
+        let cfg = NodeConfig::cluster(
+            id,
+            dir.join(format!("n{id}")),
+            addrs[&id].clone(),
+            addrs.clone(),
+        );
         let s = MetadataStore::start_with_listener(fast(cfg), Some(l), common::logger())
             .await
             .unwrap();
@@ -116,21 +154,27 @@ async fn start_three(dir: &std::path::Path) -> (Vec<MetadataStore>, BTreeMap<u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_tcp_fail_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (stores, _) = start_three(dir.path()).await;
+    let (stores, addrs) = start_three(dir.path()).await;
     let l = leader_of(&stores).await;
     let follower = (l + 1) % 3;
-    assert_eq!(stores[follower].wait_for_leader().await.unwrap(), l as u64 + 1);
+    assert_eq!(
+        stores[follower].wait_for_leader().await.unwrap(),
+        l as u64 + 1
+    );
     assert!(matches!(
         stores[follower].propose(Command::Noop).await,
         Err(Error::NotLeader { leader: Some(x) }) if x == l as u64 + 1
     ));
     let mut version = 0;
     for i in 0..20 {
-        stores[l].propose(create_topic(&format!("t{i}"), 3)).await.unwrap();
-        version = stores[l].state().version;
+        version = propose_on_leader(&stores, create_topic(&format!("t{i}"), 3))
+            .await
+            .1;
     }
+    let l = leader_of(&stores).await;
+    let follower = (l + 1) % 3;
     for s in &stores {
-        let st = s.wait_for_version(version).await.unwrap();
+        let st = within(s.wait_for_version(version)).await.unwrap();
         assert_eq!(st.topics.len(), 20);
     }
     // A linearizable read on a follower sees everything acknowledged.
@@ -138,17 +182,44 @@ async fn three_nodes_over_tcp_fail_over() {
 
     // Stop the leader: the other two elect a new one and writes continue.
     stores[l].shutdown().await;
-    let rest: Vec<MetadataStore> = (0..3).filter(|&i| i != l).map(|i| stores[i].clone()).collect();
-    let new_leader = rest[leader_of(&rest).await].clone();
-    let r = new_leader.propose(create_topic("after-failover", 1)).await.unwrap();
+    let rest: Vec<MetadataStore> = (0..3)
+        .filter(|&i| i != l)
+        .map(|i| stores[i].clone())
+        .collect();
+    let (_, version, r) = propose_on_leader(&rest, create_topic("after-failover", 1)).await;
     assert!(matches!(r, CommandResult::PartitionsCreated { .. }));
-    let version = new_leader.state().version;
     for s in &rest {
-        let st = s.wait_for_version(version).await.unwrap();
+        let st = within(s.wait_for_version(version)).await.unwrap();
         assert!(st.topics.contains_key("after-failover"));
         assert_eq!(st.topics.len(), 21);
     }
-    for s in &rest {
+    // More writes while the old leader is down, enough for snapshots and log compaction.
+    let mut version = 0;
+    for i in 0..30 {
+        version = propose_on_leader(&rest, create_topic(&format!("u{i}"), 1))
+            .await
+            .1;
+    }
+
+    // The old leader restarts from its directory on its old address and catches up (through
+    // a snapshot: the others compacted their logs past its last entry).
+    let id = l as u64 + 1;
+    let cfg = NodeConfig::cluster(
+        id,
+        dir.path().join(format!("n{id}")),
+        addrs[&id].clone(),
+        addrs.clone(),
+    );
+    let back = MetadataStore::start(fast(cfg), common::logger())
+        .await
+        .unwrap();
+    let st = within(back.wait_for_version(version)).await.unwrap();
+    assert_eq!(st.topics.len(), 51);
+    assert_eq!(
+        st.topics,
+        rest[0].wait_for_version(version).await.unwrap().topics
+    );
+    for s in rest.iter().chain([&back]) {
         s.shutdown().await;
     }
 }
@@ -156,28 +227,39 @@ async fn three_nodes_over_tcp_fail_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_node_joins_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
-    let (stores, _) = start_three(dir.path()).await;
-    let leader = stores[leader_of(&stores).await].clone();
-    leader.propose(create_topic("before-join", 2)).await.unwrap();
+    let (stores, addrs) = start_three(dir.path()).await;
+    propose_on_leader(&stores, create_topic("before-join", 2)).await;
 
     let l4 = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr4 = l4.local_addr().unwrap().to_string();
-    let mut cfg = NodeConfig::cluster(4, dir.path().join("n4"), addr4.clone(), BTreeMap::new());
+    // A joiner knows where the group is, but starts with no voters.
+    let mut cfg = NodeConfig::cluster(4, dir.path().join("n4"), addr4.clone(), addrs);
     cfg.join = true;
     let joiner = MetadataStore::start_with_listener(fast(cfg), Some(l4), common::logger())
         .await
         .unwrap();
+    let leader = stores[leader_of(&stores).await].clone();
     let r = leader.add_voter(4, addr4.clone()).await.unwrap();
-    assert_eq!(r, CommandResult::MembershipChanged { voters: vec![1, 2, 3, 4] });
+    assert_eq!(
+        r,
+        CommandResult::MembershipChanged {
+            voters: vec![1, 2, 3, 4]
+        }
+    );
     let version = leader.state().version;
-    let st = joiner.wait_for_version(version).await.unwrap();
+    let st = within(joiner.wait_for_version(version)).await.unwrap();
     assert!(st.topics.contains_key("before-join"));
     assert_eq!(st.raft_peers.get(&4), Some(&addr4));
     assert_eq!(joiner.status().voters, vec![1, 2, 3, 4]);
     // The joiner takes part in replication from now on.
-    leader.propose(create_topic("after-join", 1)).await.unwrap();
-    let version = leader.state().version;
-    assert!(joiner.wait_for_version(version).await.unwrap().topics.contains_key("after-join"));
+    let (_, version, _) = propose_on_leader(&stores, create_topic("after-join", 1)).await;
+    assert!(
+        within(joiner.wait_for_version(version))
+            .await
+            .unwrap()
+            .topics
+            .contains_key("after-join")
+    );
     for s in stores.iter().chain([&joiner]) {
         s.shutdown().await;
     }

@@ -9,14 +9,15 @@ use std::fs::{self, OpenOptions};
 use proptest::prelude::*;
 use raft::eraftpb::{ConfState, Entry};
 use raft::{GetEntriesContext, Storage};
-use sluice_raft::storage::{wal, DiskStorage};
+use sluice_raft::storage::{DiskStorage, wal};
 
 fn entry(index: u64, term: u64, len: usize) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = vec![index as u8; len].into();
-    e
+    Entry {
+        index,
+        term,
+        data: vec![index as u8; len].into(),
+        ..Default::default()
+    }
 }
 
 fn all(s: &DiskStorage) -> Vec<Entry> {
@@ -24,7 +25,8 @@ fn all(s: &DiskStorage) -> Vec<Entry> {
     if lo == hi {
         return Vec::new();
     }
-    s.entries(lo, hi, None, GetEntriesContext::empty(false)).unwrap()
+    s.entries(lo, hi, None, GetEntriesContext::empty(false))
+        .unwrap()
 }
 
 proptest! {
@@ -41,7 +43,8 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let log = common::logger();
-        let conf = ConfState::from((vec![1u64], Vec::<u64>::new()));
+        // No voters: the log starts at index 1 (a new group starts after INIT_INDEX).
+        let conf = ConfState::default();
         let (mut s, fresh) = DiskStorage::open(dir.path(), &conf, &[], false, &log).unwrap();
         prop_assert!(fresh);
         let mut model: Vec<Entry> = Vec::new();

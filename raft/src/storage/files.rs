@@ -32,7 +32,9 @@ pub struct HardStateFile {
     path: PathBuf,
     file: File,
     seq: u64,
-    /// fsync every save (off only in simulations).
+    /// The slot holding the latest durable (fsynced) write; every write goes to the other.
+    durable_slot: u64,
+    /// fsync durable saves (off only in simulations).
     pub sync: bool,
 }
 
@@ -58,10 +60,12 @@ fn decode_slot(b: &[u8]) -> Option<(u64, HardState)> {
     if u32::from_le_bytes(b[4..8].try_into().expect("4 bytes")) != HS_VERSION {
         return None;
     }
-    let mut hs = HardState::default();
-    hs.term = u64_at(16);
-    hs.vote = u64_at(24);
-    hs.commit = u64_at(32);
+    let hs = HardState {
+        term: u64_at(16),
+        vote: u64_at(24),
+        commit: u64_at(32),
+        ..Default::default()
+    };
     Some((u64_at(8), hs))
 }
 
@@ -86,6 +90,7 @@ impl HardStateFile {
             path,
             file,
             seq: 0,
+            durable_slot: 0,
             sync: true,
         })
     }
@@ -97,39 +102,54 @@ impl HardStateFile {
         if data.len() != 2 * HS_SLOT {
             return Err(Error::corrupt(
                 &path,
-                format!("hard state file is {} bytes, expected {}", data.len(), 2 * HS_SLOT),
+                format!(
+                    "hard state file is {} bytes, expected {}",
+                    data.len(),
+                    2 * HS_SLOT
+                ),
             ));
         }
-        let best = [decode_slot(&data[..HS_SLOT]), decode_slot(&data[HS_SLOT..])]
+        let (slot, (seq, hs)) = [decode_slot(&data[..HS_SLOT]), decode_slot(&data[HS_SLOT..])]
             .into_iter()
-            .flatten()
-            .max_by_key(|(seq, _)| *seq)
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u64, s?)))
+            .max_by_key(|(_, (seq, _))| *seq)
             .ok_or_else(|| Error::corrupt(&path, "no valid hard state slot"))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        // What was read may still sit only in the page cache: make it the durable slot.
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
         Ok((
             HardStateFile {
                 path,
                 file,
-                seq: best.0,
+                seq,
+                durable_slot: slot,
                 sync: true,
             },
-            best.1,
+            hs,
         ))
     }
 
-    /// Writes `hs` over the older slot and fsyncs.
-    pub fn save(&mut self, hs: &HardState) -> Result<()> {
+    /// Writes `hs` into the slot that does not hold the latest durable state. A `durable` save
+    /// is fsynced and becomes that state; another save (a commit index only) may be lost or torn
+    /// in a crash, leaving the durable slot as the newest valid one.
+    pub fn save(&mut self, hs: &HardState, durable: bool) -> Result<()> {
         let seq = self.seq + 1;
-        let offset = (seq % 2) * HS_SLOT as u64;
+        let slot = 1 - self.durable_slot;
         self.file
-            .write_all_at(&encode_slot(seq, hs), offset)
+            .write_all_at(&encode_slot(seq, hs), slot * HS_SLOT as u64)
             .map_err(|e| Error::io(&self.path, e))?;
-        if self.sync {
-            self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        if durable {
+            if self.sync {
+                self.file
+                    .sync_data()
+                    .map_err(|e| Error::io(&self.path, e))?;
+            }
+            self.durable_slot = slot;
         }
         self.seq = seq;
         Ok(())
@@ -140,7 +160,9 @@ impl HardStateFile {
 /// crc32 u32 | reserved` then the protobuf-encoded `Snapshot`.
 pub fn write_snapshot(dir: &Path, generation: u64, snap: &Snapshot) -> Result<()> {
     let tmp = dir.join(SNAPSHOT_TMP);
-    let payload = snap.write_to_bytes().map_err(|e| Error::Codec(e.to_string()))?;
+    let payload = snap
+        .write_to_bytes()
+        .map_err(|e| Error::Codec(e.to_string()))?;
     let mut buf = Vec::with_capacity(SNAP_HEADER + payload.len());
     buf.extend_from_slice(SNAP_MAGIC);
     buf.extend_from_slice(&SNAP_VERSION.to_le_bytes());
@@ -170,7 +192,10 @@ pub fn read_snapshot(dir: &Path) -> Result<Option<(u64, Snapshot)>> {
     }
     let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
     if version != SNAP_VERSION {
-        return Err(Error::corrupt(&path, format!("unsupported snapshot version {version}")));
+        return Err(Error::corrupt(
+            &path,
+            format!("unsupported snapshot version {version}"),
+        ));
     }
     let generation = u64::from_le_bytes(data[12..20].try_into().expect("8 bytes"));
     let len = u64::from_le_bytes(data[20..28].try_into().expect("8 bytes"));
@@ -178,7 +203,10 @@ pub fn read_snapshot(dir: &Path) -> Result<Option<(u64, Snapshot)>> {
     if len > MAX_SNAPSHOT || data.len() as u64 != SNAP_HEADER as u64 + len {
         return Err(Error::corrupt(
             &path,
-            format!("snapshot says {len} bytes, file holds {}", data.len() - SNAP_HEADER),
+            format!(
+                "snapshot says {len} bytes, file holds {}",
+                data.len() - SNAP_HEADER
+            ),
         ));
     }
     let payload = &data[SNAP_HEADER..];
@@ -188,4 +216,41 @@ pub fn read_snapshot(dir: &Path) -> Result<Option<(u64, Snapshot)>> {
     let snap = Snapshot::parse_from_bytes(payload)
         .map_err(|e| Error::corrupt(&path, format!("undecodable snapshot: {e}")))?;
     Ok(Some((generation, snap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs(term: u64, vote: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            vote,
+            commit,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_torn_commit_write_never_hides_a_durable_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = HardStateFile::create(dir.path(), &hs(0, 0, 0)).unwrap();
+        f.save(&hs(2, 1, 5), true).unwrap();
+        f.save(&hs(2, 1, 9), false).unwrap();
+        f.save(&hs(2, 1, 10), false).unwrap();
+        let (_, got) = HardStateFile::open(dir.path()).unwrap();
+        assert_eq!(got, hs(2, 1, 10));
+        // Tear the non-durable slot: the durable term and vote survive.
+        let path = dir.path().join(HARD_STATE_FILE);
+        let mut data = fs::read(&path).unwrap();
+        let torn = (1 - f.durable_slot) as usize * HS_SLOT;
+        data[torn + 30] ^= 0xFF;
+        fs::write(&path, &data).unwrap();
+        let (mut f, got) = HardStateFile::open(dir.path()).unwrap();
+        assert_eq!(got, hs(2, 1, 5));
+        // The next durable write goes over the torn slot, not over the good one.
+        f.save(&hs(3, 0, 5), true).unwrap();
+        let (_, got) = HardStateFile::open(dir.path()).unwrap();
+        assert_eq!(got, hs(3, 0, 5));
+    }
 }

@@ -14,6 +14,11 @@ use crate::error::{Error, Result};
 use files::HardStateFile;
 use wal::Wal;
 
+/// Index of the initial snapshot of a new group (as in TiKV).
+pub const INIT_INDEX: u64 = 5;
+/// Term of the initial snapshot of a new group.
+pub const INIT_TERM: u64 = 5;
+
 /// fsyncs a directory so that creations, renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -61,6 +66,13 @@ impl DiskStorage {
                     ));
                 }
                 let mut s = Snapshot::default();
+                if !initial_conf.voters.is_empty() {
+                    // A new group's log starts after INIT_INDEX, so a node that joins later
+                    // (with empty storage) can only catch up through a snapshot carrying the
+                    // membership: replaying the log from 1 would miss the initial voters.
+                    s.mut_metadata().index = INIT_INDEX;
+                    s.mut_metadata().term = INIT_TERM;
+                }
                 s.mut_metadata().set_conf_state(initial_conf.clone());
                 s.data = initial_data.to_vec().into();
                 HardStateFile::create(dir, &HardState::default())?;
@@ -71,7 +83,10 @@ impl DiskStorage {
         let meta = snapshot.get_metadata().clone();
         let hs_path = dir.join(files::HARD_STATE_FILE);
         let (mut hs_file, mut hs) = if !hs_path.exists() && meta.index == 0 {
-            (HardStateFile::create(dir, &HardState::default())?, HardState::default())
+            (
+                HardStateFile::create(dir, &HardState::default())?,
+                HardState::default(),
+            )
         } else {
             HardStateFile::open(dir)?
         };
@@ -83,7 +98,11 @@ impl DiskStorage {
         rec.wal.sync = sync;
         let last = rec.entries.last().map_or(meta.index, |e| e.index);
         if hs.commit > last {
-            let path = rec.wal.segments().last().map_or(dir.to_owned(), |s| s.path.clone());
+            let path = rec
+                .wal
+                .segments()
+                .last()
+                .map_or(dir.to_owned(), |s| s.path.clone());
             return Err(Error::corrupt(
                 path,
                 format!(
@@ -132,7 +151,11 @@ impl DiskStorage {
             self.base_index
         );
         let keep = (first.index - self.base_index - 1) as usize;
-        assert!(keep <= self.entries.len(), "gap before appended entry {}", first.index);
+        assert!(
+            keep <= self.entries.len(),
+            "gap before appended entry {}",
+            first.index
+        );
         self.wal.append(entries, &mut self.buf)?;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
@@ -152,9 +175,15 @@ impl DiskStorage {
         self.flush_hard_state()
     }
 
+    /// Writes the hard state if it changed. Term and vote must be durable before any message
+    /// that depends on them is sent (Raft §5.1, Figure 2): such writes are fsynced. A commit
+    /// index alone is not (Raft keeps it volatile): it is written without fsync, which still
+    /// survives kill -9 in the page cache and lets a truncated log be detected on restart.
     fn flush_hard_state(&mut self) -> Result<()> {
         if self.hs != self.persisted_hs {
-            self.hs_file.save(&self.hs)?;
+            let durable =
+                self.hs.term != self.persisted_hs.term || self.hs.vote != self.persisted_hs.vote;
+            self.hs_file.save(&self.hs, durable)?;
             self.persisted_hs = self.hs.clone();
         }
         Ok(())
@@ -181,7 +210,13 @@ impl DiskStorage {
 
     /// Saves a snapshot of the state machine at `index` (≤ applied) and compacts the log,
     /// keeping up to `keep` entries before `index` for slightly lagging followers.
-    pub fn create_snapshot(&mut self, index: u64, conf: &ConfState, data: Vec<u8>, keep: u64) -> Result<()> {
+    pub fn create_snapshot(
+        &mut self,
+        index: u64,
+        conf: &ConfState,
+        data: Vec<u8>,
+        keep: u64,
+    ) -> Result<()> {
         if index <= self.snapshot.get_metadata().index {
             return Ok(());
         }
@@ -199,7 +234,8 @@ impl DiskStorage {
         let compact_to = index.saturating_sub(keep);
         if compact_to > self.base_index {
             self.base_term = self.term(compact_to)?;
-            self.entries.drain(..(compact_to - self.base_index) as usize);
+            self.entries
+                .drain(..(compact_to - self.base_index) as usize);
             self.base_index = compact_to;
         }
         self.wal.compact(index.min(compact_to))
@@ -272,7 +308,9 @@ impl Storage for DiskStorage {
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         if self.snapshot.get_metadata().index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(self.snapshot.clone())
     }

@@ -105,9 +105,7 @@ fn create_segment(dir: &Path, generation: u64, seq: u64) -> Result<(File, PathBu
 
 /// Encodes one entry as a record: `len u32 LE | crc32(len ‖ payload) u32 LE | payload`.
 pub fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
-    let payload = entry
-        .write_to_bytes()
-        .expect("raft entries always encode");
+    let payload = entry.write_to_bytes().expect("raft entries always encode");
     let len = (payload.len() as u32).to_le_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
@@ -128,7 +126,12 @@ pub struct Recovered {
 impl Wal {
     /// Opens the log of `generation` in `dir`, replaying entries after `snapshot_index`.
     /// Segments of older generations (left by a snapshot install) are deleted.
-    pub fn open(dir: &Path, generation: u64, snapshot_index: u64, logger: &slog::Logger) -> Result<Recovered> {
+    pub fn open(
+        dir: &Path,
+        generation: u64,
+        snapshot_index: u64,
+        logger: &slog::Logger,
+    ) -> Result<Recovered> {
         let mut files = Vec::new();
         for (g, s, path) in list_segments(dir)? {
             if g < generation {
@@ -159,12 +162,19 @@ impl Wal {
             if good_len < data.len() {
                 slog::warn!(logger, "cutting torn record at the end of the raft log";
                     "path" => %path.display(), "offset" => good_len, "len" => data.len());
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
                 f.set_len(good_len as u64)
                     .and_then(|_| f.sync_all())
                     .map_err(|e| Error::io(&path, e))?;
             }
-            segments.push(Segment { path, seq, max_index });
+            segments.push(Segment {
+                path,
+                seq,
+                max_index,
+            });
         }
         let (active, active_len) = match segments.last() {
             Some(seg) => {
@@ -177,7 +187,11 @@ impl Wal {
             }
             None => {
                 let (f, path) = create_segment(dir, generation, 0)?;
-                segments.push(Segment { path, seq: 0, max_index: 0 });
+                segments.push(Segment {
+                    path,
+                    seq: 0,
+                    max_index: 0,
+                });
                 (f, HEADER_LEN as u64)
             }
         };
@@ -206,10 +220,17 @@ impl Wal {
         for e in entries {
             encode_record(e, buf);
         }
-        let seg = self.segments.last_mut().expect("there is always an active segment");
-        self.active.write_all(buf).map_err(|e| Error::io(&seg.path, e))?;
+        let seg = self
+            .segments
+            .last_mut()
+            .expect("there is always an active segment");
+        self.active
+            .write_all(buf)
+            .map_err(|e| Error::io(&seg.path, e))?;
         if self.sync {
-            self.active.sync_data().map_err(|e| Error::io(&seg.path, e))?;
+            self.active
+                .sync_data()
+                .map_err(|e| Error::io(&seg.path, e))?;
         }
         self.active_len += buf.len() as u64;
         seg.max_index = seg.max_index.max(entries.last().map_or(0, |e| e.index));
@@ -221,7 +242,11 @@ impl Wal {
         let (f, path) = create_segment(&self.dir, self.generation, seq)?;
         self.active = f;
         self.active_len = HEADER_LEN as u64;
-        self.segments.push(Segment { path, seq, max_index: 0 });
+        self.segments.push(Segment {
+            path,
+            seq,
+            max_index: 0,
+        });
         Ok(())
     }
 
@@ -244,7 +269,11 @@ impl Wal {
         self.generation = generation;
         self.active = f;
         self.active_len = HEADER_LEN as u64;
-        self.segments.push(Segment { path, seq: 0, max_index: 0 });
+        self.segments.push(Segment {
+            path,
+            seq: 0,
+            max_index: 0,
+        });
         Ok(())
     }
 
@@ -264,10 +293,16 @@ fn check_header(path: &Path, data: &[u8], generation: u64, seq: u64) -> Result<(
     }
     let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
     if version != SEGMENT_VERSION {
-        return Err(Error::corrupt(path, format!("unsupported segment version {version}")));
+        return Err(Error::corrupt(
+            path,
+            format!("unsupported segment version {version}"),
+        ));
     }
     if data[..HEADER_LEN] != want {
-        return Err(Error::corrupt(path, "segment header does not match its name or CRC"));
+        return Err(Error::corrupt(
+            path,
+            "segment header does not match its name or CRC",
+        ));
     }
     Ok(())
 }
@@ -289,7 +324,10 @@ fn replay(
             if last_segment {
                 Ok((max_index, pos))
             } else {
-                Err(Error::corrupt(path, format!("{reason} at offset {pos} of a sealed segment")))
+                Err(Error::corrupt(
+                    path,
+                    format!("{reason} at offset {pos} of a sealed segment"),
+                ))
             }
         };
         if rest.len() < RECORD_HEADER_LEN {
@@ -298,7 +336,10 @@ fn replay(
         let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         if len > MAX_RECORD {
-            return Err(Error::corrupt(path, format!("record length {len} at offset {pos}")));
+            return Err(Error::corrupt(
+                path,
+                format!("record length {len} at offset {pos}"),
+            ));
         }
         let end = RECORD_HEADER_LEN + len;
         if rest.len() < end {
@@ -312,7 +353,10 @@ fn replay(
             if end == rest.len() {
                 return torn("bad CRC");
             }
-            return Err(Error::corrupt(path, format!("bad record CRC at offset {pos}")));
+            return Err(Error::corrupt(
+                path,
+                format!("bad record CRC at offset {pos}"),
+            ));
         }
         let entry = Entry::parse_from_bytes(&rest[RECORD_HEADER_LEN..end])
             .map_err(|e| Error::corrupt(path, format!("undecodable entry at offset {pos}: {e}")))?;
@@ -323,7 +367,13 @@ fn replay(
     Ok((max_index, pos))
 }
 
-fn push_entry(path: &Path, pos: usize, snapshot_index: u64, entries: &mut Vec<Entry>, entry: Entry) -> Result<()> {
+fn push_entry(
+    path: &Path,
+    pos: usize,
+    snapshot_index: u64,
+    entries: &mut Vec<Entry>,
+    entry: Entry,
+) -> Result<()> {
     if entry.index <= snapshot_index {
         return Ok(());
     }
@@ -331,7 +381,11 @@ fn push_entry(path: &Path, pos: usize, snapshot_index: u64, entries: &mut Vec<En
     if entry.index > next {
         return Err(Error::corrupt(
             path,
-            format!("gap in the raft log at offset {pos}: entry {} after {}", entry.index, next - 1),
+            format!(
+                "gap in the raft log at offset {pos}: entry {} after {}",
+                entry.index,
+                next - 1
+            ),
         ));
     }
     let keep = (entry.index - snapshot_index - 1) as usize;

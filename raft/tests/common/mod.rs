@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice_raft::command::{Command, CommandError, CommandResult};
 use sluice_raft::peer::{Peer, PeerConfig};
-use sluice_raft::{MetadataState, MessageType, RaftMessage};
+use sluice_raft::{MessageType, MetadataState, RaftMessage};
 use tempfile::TempDir;
 
 /// Discards logs unless `SLUICE_TEST_LOG` is set.
@@ -34,6 +34,9 @@ pub struct Faults {
     pub drop: f64,
     /// Largest delay in rounds (delays are uniform in `0..=max_delay`, so messages reorder).
     pub max_delay: u64,
+    /// Probability that a peer crashes right after persisting a Ready, before its messages
+    /// leave and before its callers hear about applied entries.
+    pub crash_after_persist: f64,
 }
 
 /// A simulated cluster.
@@ -84,6 +87,7 @@ impl Sim {
             faults: Faults {
                 drop: 0.0,
                 max_delay: 0,
+                crash_after_persist: 0.0,
             },
             groups: Vec::new(),
             global: BTreeMap::new(),
@@ -127,6 +131,19 @@ impl Sim {
         };
         let id = p.id();
         let out = p.handle_ready().expect("storage works");
+        if self.faults.crash_after_persist > 0.0
+            && self.rng.random_bool(self.faults.crash_after_persist)
+        {
+            // Everything was persisted; nothing was sent or acknowledged. The applied entries
+            // are checked all the same: a restart must apply the same ones.
+            for (index, cmd, outcome) in out.log {
+                if let Some(prev) = self.global.get(&index) {
+                    assert_eq!(prev, &(cmd, outcome), "peer {id} diverged at {index}");
+                }
+            }
+            self.peers[i] = None;
+            return;
+        }
         for (index, cmd, outcome) in out.log {
             match self.global.get(&index) {
                 Some(prev) => assert_eq!(
@@ -214,12 +231,20 @@ impl Sim {
 
     /// Highest applied version among live peers.
     pub fn max_version(&self) -> u64 {
-        self.peers.iter().flatten().map(|p| p.state().version).max().unwrap_or(0)
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| p.state().version)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether all live peers have the same applied state at `version` or beyond.
     pub fn converged(&self, version: u64) -> bool {
-        let states: Vec<&MetadataState> = self.peers.iter().flatten().map(|p| &**p.state()).collect();
-        states.iter().all(|s| s.version >= version && **s == *states[0])
+        let states: Vec<&MetadataState> =
+            self.peers.iter().flatten().map(|p| &**p.state()).collect();
+        states
+            .iter()
+            .all(|s| s.version >= version && **s == *states[0])
     }
 }
