@@ -39,6 +39,11 @@ pub struct Metrics {
     pub bytes_in: IntCounterVec,
     /// Record-batch bytes returned by fetches, by topic (Kafka's BytesOutPerSec).
     pub bytes_out: IntCounterVec,
+    /// Incremental fetch sessions open (KIP-227).
+    pub fetch_sessions: IntGauge,
+    /// Fetch requests by kind: `full` (no session), `session_full` (opens a session),
+    /// `incremental`.
+    pub fetch_requests: IntCounterVec,
     /// Bytes written by one group commit, by pchannel.
     pub group_commit_bytes: HistogramVec,
     /// Time to write one group commit into the segment, by pchannel.
@@ -119,6 +124,13 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
+        let fetch_sessions = IntGauge::new("sluice_fetch_sessions_open", "Incremental fetch sessions open")
+            .expect("valid metric");
+        let fetch_requests = IntCounterVec::new(
+            Opts::new("sluice_fetch_requests_total", "Fetch requests by kind (full, session_full, incremental)"),
+            &["kind"],
+        )
+        .expect("valid metric");
         let group_commit_bytes = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_pchannel_group_commit_bytes",
@@ -150,6 +162,8 @@ impl Metrics {
             Box::new(messages_in.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
+            Box::new(fetch_sessions.clone()),
+            Box::new(fetch_requests.clone()),
             Box::new(group_commit_bytes.clone()),
             Box::new(append_latency.clone()),
             Box::new(fsync_latency.clone()),
@@ -181,6 +195,8 @@ impl Metrics {
             messages_in,
             bytes_in,
             bytes_out,
+            fetch_sessions,
+            fetch_requests,
             group_commit_bytes,
             append_latency,
             fsync_latency,

@@ -1,10 +1,12 @@
-//! Append throughput: 16 KiB entries without sync, and 1 MiB groups each followed by a sync,
-//! plus a raw memcpy baseline of the same sizes.
+//! Append throughput: 16 KiB entries without sync, and 1 MiB groups each followed by a sync
+//! (into fresh segment files and into recycled ones), plus a raw memcpy baseline.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use log_store::{EntryFlags, EntryRef, PChannel, PChannelOptions, SyncPolicy, Term, VChannelId};
+use log_store::{
+    EntryFlags, EntryRef, PChannel, PChannelOptions, Retention, SyncPolicy, Term, VChannelId,
+};
 
 const ENTRY: usize = 16 << 10;
 
@@ -183,6 +185,80 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
+    for (keep, cold) in [(0usize, false), (2, false), (2, true)] {
+        // 64 MiB segments rolled every 64 iterations; retention (untimed) keeps 16 KiB per
+        // vchannel, so sealed segments die soon after they are sealed. With `keep` 2 their
+        // files are recycled, with 0 every roll allocates a new file. `cold` drops the spares'
+        // pages from the page cache (untimed), as hours between deletion and reuse would.
+        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
+        let dir = tempfile::tempdir_in(
+            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .unwrap();
+        let opts = PChannelOptions {
+            segment_bytes: 64 << 20,
+            prefault_bytes: 0,
+            compact_live_ratio: 0.0,
+            recycle_segments: keep,
+            ..options(SyncPolicy::Never)
+        };
+        let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
+        let mut a = Appender {
+            pc,
+            next: vec![0; 1000],
+            turn: 0,
+            payload: vec![0x5a; ENTRY],
+        };
+        let keep_last = Retention {
+            ms: None,
+            bytes: Some(ENTRY as u64),
+        };
+        let name = match (keep, cold) {
+            (0, _) => "fresh",
+            (_, false) => "recycled",
+            (_, true) => "recycled_cold",
+        };
+        let path = dir.path().to_path_buf();
+        let retain = move |pc: &PChannel| {
+            pc.enforce_retention(0).unwrap();
+            if cold {
+                drop_spare_pages(&path);
+            }
+        };
+        // Three segments' worth first, so spares exist before the first timed roll.
+        for v in 0..1000 {
+            a.pc.set_retention(VChannelId(v), keep_last).unwrap();
+        }
+        for i in 0..192 {
+            a.append(64);
+            if i % 16 == 15 {
+                retain(&a.pc);
+            }
+        }
+        a.pc.sync().unwrap();
+        let mut groups = 0u64;
+        g.bench_function(BenchmarkId::new("1MiB_group_then_sync", name), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let t = std::time::Instant::now();
+                    a.append(64);
+                    a.pc.sync().unwrap();
+                    timed += t.elapsed();
+                    groups += 1;
+                    if groups.is_multiple_of(16) {
+                        retain(&a.pc);
+                    }
+                }
+                timed
+            })
+        });
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        eprintln!("{name}: {groups} groups; files at the end: {files:?}");
+    }
     {
         g.throughput(Throughput::Bytes(ENTRY as u64));
         let src = vec![0x5au8; ENTRY];
@@ -197,6 +273,19 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Evicts the (clean, synced) pages of every spare file in `dir` from the page cache.
+fn drop_spare_pages(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "spare") {
+            let f = std::fs::File::open(&p).unwrap();
+            // SAFETY: plain syscall on an open descriptor.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
 }
 
 criterion_group!(benches, bench);

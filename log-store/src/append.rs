@@ -8,7 +8,8 @@ use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
 use crate::index::{IdxRecord, write_index_file};
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
-use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::recycle;
+use crate::segment::{END_MARK_LEN, SEGMENT_HEADER_LEN, Segment};
 use crate::types::{AppendOutcome, EntryFlags, EntryRef, Position, SyncPolicy, VChannelId};
 
 impl PChannel {
@@ -126,37 +127,55 @@ pub(crate) fn write_entry(
     pending: &mut Vec<IdxRecord>,
 ) -> Result<u64, LogError> {
     let len = header.entry_len();
-    if w.write_off + len > w.active.len() {
-        publish(inner, w, pending);
-        pending.clear();
-        roll(inner, w)?;
+    let fits = w
+        .active
+        .as_ref()
+        .is_some_and(|a| w.write_off + len <= a.len());
+    if !fits {
+        if w.active.is_some() {
+            publish(inner, w, pending);
+            pending.clear();
+            roll(inner, w)?;
+        } else {
+            start_segment(inner, w, w.base)?;
+        }
     }
+    let active = Arc::clone(w.active.as_ref().expect("a segment was just started"));
     header.seq = w.next_seq;
     let mut enc = header.encode();
     header.crc = crc_of(&enc, parts);
     enc[0..4].copy_from_slice(&header.crc.to_le_bytes());
     let off = w.write_off;
-    w.active.write(off, &[&enc]);
-    w.active.write(off + HEADER_LEN as u64, parts);
+    active.write(off, &[&enc]);
+    active.write(off + HEADER_LEN as u64, parts);
     w.write_off += len;
     w.next_seq += 1;
+    if active.recycled && w.write_off + END_MARK_LEN <= active.len() {
+        // Stale bytes follow: keep a zero header after the last entry (see `recycle.rs`).
+        active.zero(w.write_off, END_MARK_LEN);
+    }
+    if active.recycled && w.write_off + recycle::READ_AHEAD / 2 > w.read_ahead_to {
+        let from = w.read_ahead_to.max(w.write_off);
+        w.read_ahead_to = w.write_off + recycle::READ_AHEAD;
+        active.read_ahead(from, w.read_ahead_to - from);
+    }
     let ahead = inner.opts.prefault_bytes;
     if ahead > 0 && w.write_off + ahead / 2 > w.prefaulted_to {
         w.prefaulted_to = w.write_off + ahead;
-        inner.prefaulter.request(&w.active, w.prefaulted_to);
+        inner.prefaulter.request(&active, w.prefaulted_to);
     }
     pending.push(IdxRecord {
         vchannel: header.vchannel,
         first_offset: header.first_offset,
         last_offset: header.last_offset,
         max_timestamp: header.max_timestamp,
-        position: w.active.base + off,
+        position: active.base + off,
         payload_len: header.payload_len,
         flags: header.flags,
         term: header.term,
         seq: header.seq,
     });
-    Ok(w.active.base + off)
+    Ok(active.base + off)
 }
 
 /// Makes written records visible: index entries, segment end, written watermark.
@@ -184,12 +203,22 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
 /// Seals the active segment (flush, index file, shrink) and starts a new one after it.
 pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     let used = w.write_off;
-    let old = Arc::clone(&w.active);
+    let old = Arc::clone(w.active.as_ref().expect("roll needs an active segment"));
     old.flush(0, used)?;
     write_index_file(&inner.dir, old.base, used, &w.active_records)?;
     old.shrink_to(used)?;
-    let base = old.base + used;
-    let seg = Arc::new(Segment::create(&inner.dir, base, inner.opts.segment_bytes)?);
+    start_segment(inner, w, old.base + used)
+}
+
+/// Starts the segment with base `base` (a recycled spare if one is usable, else a new file)
+/// and makes it the active one.
+fn start_segment(inner: &Inner, w: &mut Writer, base: u64) -> Result<(), LogError> {
+    let capacity = inner.opts.segment_bytes;
+    let seg = match recycle::take_spare(&inner.dir, w, base, capacity)? {
+        Some(seg) => seg,
+        None => Segment::create(&inner.dir, base, capacity)?,
+    };
+    let seg = Arc::new(seg);
     {
         let mut st = inner.state.write();
         if let Some(last) = st.segments.last_mut() {
@@ -200,9 +229,11 @@ pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
             end: base + SEGMENT_HEADER_LEN,
         });
     }
-    w.active = seg;
+    w.active = Some(seg);
+    w.base = base;
     w.write_off = SEGMENT_HEADER_LEN;
     w.active_records.clear();
     w.prefaulted_to = 0;
+    w.read_ahead_to = 0;
     Ok(())
 }

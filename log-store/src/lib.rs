@@ -15,7 +15,9 @@ mod pchannel;
 mod prefault;
 mod read;
 mod recovery;
+mod recycle;
 mod retention;
+mod scan;
 mod segment;
 mod sync;
 mod truncate;
@@ -25,6 +27,7 @@ pub use error::LogError;
 pub use pchannel::PChannel;
 pub use recovery::{Cut, RecoveryReport};
 pub use retention::RetentionReport;
+pub use scan::{ScanBatch, ScanEntry};
 pub use types::{
     AppendOutcome, EntryFlags, EntryRef, PChannelOptions, Position, ReadEntry, Retention,
     SyncPolicy, Term, TimestampHit, VChannelId, VChannelState,

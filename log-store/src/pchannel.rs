@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
@@ -18,6 +18,7 @@ use crate::error::LogError;
 use crate::index::{IdxRecord, VChannelMap};
 use crate::prefault::{self, Prefaulter};
 use crate::recovery::{self, RecoveryReport};
+use crate::recycle::Spare;
 use crate::segment::Segment;
 use crate::sync::{self, Durability};
 use crate::types::{PChannelOptions, Position, Retention, VChannelId, VChannelState};
@@ -48,21 +49,29 @@ impl State {
 /// The single writer's private state.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    pub active: Arc<Segment>,
-    /// File offset in `active` where the next entry goes.
+    /// The segment being written; `None` until the pchannel's first entry, so a pchannel that
+    /// is never written takes no disk space.
+    pub active: Option<Arc<Segment>>,
+    /// Base position of `active`, or where the first segment will start when there is none.
+    pub base: u64,
+    /// File offset in `active` where the next entry goes (0 while there is no segment).
     pub write_off: u64,
     pub next_seq: u64,
     /// Index records of the active segment, in position order (its future `.idx` file).
     pub active_records: Vec<IdxRecord>,
     /// File offset up to which the active segment was prefaulted.
     pub prefaulted_to: u64,
+    /// File offset up to which a recycled active segment was read ahead.
+    pub read_ahead_to: u64,
     /// Truncation may not cut below this position: compaction copies live above it.
     pub compaction_floor: u64,
+    /// Files kept by retention for reuse as segments (see `recycle.rs`).
+    pub spares: Vec<Spare>,
 }
 
 impl Writer {
     pub(crate) fn end_position(&self) -> u64 {
-        self.active.base + self.write_off
+        self.base + self.write_off
     }
 }
 
@@ -75,6 +84,8 @@ pub(crate) struct Inner {
     pub state: RwLock<State>,
     pub durability: Durability,
     pub ck_lock: Mutex<()>,
+    /// Position of the newest checkpoint written or loaded.
+    pub ck_position: AtomicU64,
     pub closed: AtomicBool,
     pub prefaulter: Prefaulter,
 }
@@ -295,13 +306,15 @@ impl Inner {
             vchannels.sort_unstable_by_key(|v| v.id);
             Checkpoint {
                 position: w.end_position(),
-                active_base: w.active.base,
+                active_base: w.base,
                 next_seq: w.next_seq,
                 compaction_floor: w.compaction_floor,
                 vchannels,
                 records: w.active_records.clone(),
             }
         };
-        ck.write(&self.dir)
+        ck.write(&self.dir)?;
+        self.ck_position.store(ck.position, Ordering::Release);
+        Ok(())
     }
 }

@@ -54,8 +54,11 @@ pub(crate) fn spawn_prefaulter(inner: Arc<Inner>) -> Option<JoinHandle<()>> {
         .name("log-store-prefault".into())
         .spawn(move || {
             let p = &inner.prefaulter;
-            let mut current: Option<Arc<Segment>> = None;
+            // The segment being worked on, by identity only: holding an `Arc` of a sealed
+            // segment would keep retention from recycling its file.
+            let mut current: Option<(u64, usize)> = None;
             let mut done = 0u64;
+            let id = |s: &Arc<Segment>| (s.base, Arc::as_ptr(s) as usize);
             loop {
                 let (seg, upto) = {
                     let mut g = p.m.lock();
@@ -63,19 +66,17 @@ pub(crate) fn spawn_prefaulter(inner: Arc<Inner>) -> Option<JoinHandle<()>> {
                         if g.stop {
                             return;
                         }
-                        let same = match (&g.seg, &current) {
-                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                            _ => false,
-                        };
-                        if g.seg.is_some() && (!same || g.upto > done) {
+                        if let Some(s) = &g.seg
+                            && (current != Some(id(s)) || g.upto > done)
+                        {
                             break;
                         }
                         p.cv.wait(&mut g);
                     }
                     (g.seg.clone().expect("checked above"), g.upto)
                 };
-                if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &seg)) {
-                    current = Some(Arc::clone(&seg));
+                if current != Some(id(&seg)) {
+                    current = Some(id(&seg));
                     done = 0;
                 }
                 let to = (done + STEP).min(upto);

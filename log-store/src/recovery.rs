@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -15,6 +15,7 @@ use crate::entry::{EntryHeader, HEADER_LEN, HeaderError, crc_of, offsets_ok};
 use crate::error::LogError;
 use crate::index::{IdxRecord, VChannel, VChannelMap, read_index_file, write_index_file};
 use crate::pchannel::{Inner, SegSlot, State, Writer};
+use crate::recycle;
 use crate::segment::{
     SEGMENT_HEADER_LEN, Segment, check_header, garbage_after, index_path, parse_segment_name,
 };
@@ -218,12 +219,9 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         report.checkpoint_error = Some(e);
         None
     });
-    let mut segs = list_segments(dir)?;
-    if segs.is_empty() {
-        let base = ck.as_ref().map_or(0, |c| c.position);
-        Segment::create(dir, base, opts.segment_bytes)?;
-        segs = list_segments(dir)?;
-    }
+    // A pchannel without segments (never written) stays without: the first append creates one.
+    let segs = list_segments(dir)?;
+    let spares = recycle::load_spares(dir, opts.recycle_segments)?;
     let mut rb = Rebuild {
         vchannels: VChannelMap::default(),
         covered: 0,
@@ -271,7 +269,9 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
                 return Err(LogError::corrupt(&path, base, reason));
             }
             let discarded = garbage_after(&seg, 0);
-            seg.zero(0, discarded);
+            // Cheaper than zeroing through the map, and it also clears stale bytes a recycled
+            // file may hold past the first all-zero block.
+            seg.discard_tail(0, opts.segment_bytes)?;
             seg.write_header()?;
             report.cuts.push(Cut {
                 position: Position(base),
@@ -320,17 +320,23 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
             report.scanned_bytes += s.end - from;
             end = s.end;
             records.extend(s.records);
-            let discarded = garbage_after(&seg, end);
-            if s.stop.is_some() || discarded > 0 {
-                let reason = s.stop.unwrap_or("non-zero bytes after the last entry");
-                report.cuts.push(Cut {
-                    position: Position(base + end),
-                    discarded_bytes: discarded,
-                    reason: reason.into(),
-                });
-                if last {
-                    seg.zero(end, discarded);
-                    seg.flush(end, discarded)?;
+            if last && seg.recycled {
+                // Stale bytes of the file's earlier life lie past the end (`recycle.rs`).
+                let cut = recycle::end_recycled_tail(&seg, end, s.stop, opts.segment_bytes)?;
+                report.cuts.extend(cut);
+            } else {
+                let discarded = garbage_after(&seg, end);
+                if s.stop.is_some() || discarded > 0 {
+                    let reason = s.stop.unwrap_or("non-zero bytes after the last entry");
+                    report.cuts.push(Cut {
+                        position: Position(base + end),
+                        discarded_bytes: discarded,
+                        reason: reason.into(),
+                    });
+                    if last {
+                        seg.zero(end, discarded);
+                        seg.flush(end, discarded)?;
+                    }
                 }
             }
             if !last {
@@ -364,15 +370,20 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
     }
     report.checkpoint_position = ck.as_ref().map(|c| Position(c.position));
     report.segments = slots.len();
-    let active = slots.last().expect("at least one segment").clone();
-    let write_off = active.end - active.seg.base;
+    let (active, base, write_off) = match slots.last() {
+        Some(s) => (Some(Arc::clone(&s.seg)), s.seg.base, s.end - s.seg.base),
+        None => (None, ck.as_ref().map_or(0, |c| c.position), 0),
+    };
     let writer = Writer {
-        active: Arc::clone(&active.seg),
+        active,
+        base,
         write_off,
         next_seq,
         active_records,
         prefaulted_to: 0,
+        read_ahead_to: 0,
         compaction_floor: ck.as_ref().map_or(0, |c| c.compaction_floor),
+        spares,
     };
     let inner = Inner {
         dir: dir.to_path_buf(),
@@ -382,8 +393,9 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
             segments: slots,
             vchannels: rb.vchannels,
         }),
-        durability: Durability::new(active.end),
+        durability: Durability::new(base + write_off),
         ck_lock: Mutex::new(()),
+        ck_position: AtomicU64::new(ck.as_ref().map_or(0, |c| c.position)),
         closed: AtomicBool::new(false),
         prefaulter: Default::default(),
     };

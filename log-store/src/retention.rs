@@ -3,14 +3,14 @@
 //! compacted by copying those entries forward into the active segment (offsets are kept, only
 //! positions change) and then deleted.
 
-use std::fs;
 use std::sync::Arc;
 
 use crate::append::{publish, write_entry};
 use crate::entry::{EntryHeader, HEADER_LEN};
 use crate::error::LogError;
 use crate::pchannel::{PChannel, State};
-use crate::segment::{Segment, index_path, sync_dir};
+use crate::recycle;
+use crate::segment::{Segment, sync_dir};
 use crate::types::{EntryFlags, Position, VChannelId};
 
 /// What [`PChannel::enforce_retention`] did.
@@ -126,14 +126,17 @@ impl PChannel {
         Ok(report)
     }
 
-    /// Deletes sealed segments without live entries; returns their bases.
+    /// Deletes sealed segments without live entries (keeping up to `recycle_segments` of
+    /// their files as spares); returns their bases.
     fn delete_dead_segments(&self) -> Result<Vec<Position>, LogError> {
         let inner = &*self.inner;
-        let _w = inner.writer.lock();
+        let mut w = inner.writer.lock();
         let dead: Vec<Arc<Segment>> = {
             let mut st = inner.state.write();
             let live = live_bytes(&st);
-            let last = st.segments.len() - 1;
+            let Some(last) = st.segments.len().checked_sub(1) else {
+                return Ok(Vec::new());
+            };
             let mut i = 0;
             let mut dead = Vec::new();
             st.segments.retain(|s| {
@@ -146,21 +149,15 @@ impl PChannel {
             });
             dead
         };
-        for seg in &dead {
-            // Readers holding `Bytes` of this segment keep its map; only the name goes.
-            fs::remove_file(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
-            let idx = index_path(&inner.dir, seg.base);
-            match fs::remove_file(&idx) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(LogError::io(&idx, e));
-                }
-                _ => {}
-            }
+        let bases: Vec<Position> = dead.iter().map(|s| Position(s.base)).collect();
+        let keep = inner.opts.recycle_segments;
+        for seg in dead {
+            recycle::retire(&inner.dir, &mut w, seg, keep)?;
         }
-        if !dead.is_empty() {
+        if !bases.is_empty() {
             sync_dir(&inner.dir)?;
         }
-        Ok(dead.iter().map(|s| Position(s.base)).collect())
+        Ok(bases)
     }
 }
 

@@ -22,6 +22,9 @@ pub(crate) const SEGMENT_HEADER_LEN: u64 = 32;
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SLUICSEG";
 /// Segment format version.
 pub(crate) const SEGMENT_VERSION: u32 = 1;
+/// Segment header flag: the file is a recycled segment, so the bytes after its last entry may
+/// be stale entries of the file's earlier life (see `recycle.rs`).
+pub(crate) const FLAG_RECYCLED: u32 = 1;
 
 /// Path of the segment file with base position `base`.
 pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
@@ -42,10 +45,11 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-fn encode_header(base: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+fn encode_header(base: u64, flags: u32) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
     h[0..8].copy_from_slice(SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&flags.to_le_bytes());
     h[16..24].copy_from_slice(&base.to_le_bytes());
     let crc = crc32fast::hash(&h[0..24]);
     h[24..28].copy_from_slice(&crc.to_le_bytes());
@@ -72,8 +76,13 @@ pub(crate) fn check_header(h: &[u8], base: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Flags of a header that passed [`check_header`].
+pub(crate) fn header_flags(h: &[u8]) -> u32 {
+    le_u32(&h[12..16])
+}
+
 /// Makes `file` at least `len` bytes long, with blocks allocated where the filesystem allows.
-fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), LogError> {
+pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), LogError> {
     use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on an open descriptor.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
@@ -100,6 +109,9 @@ pub(crate) struct Segment {
     pub base: u64,
     /// The file's path.
     pub path: PathBuf,
+    /// The header carries [`FLAG_RECYCLED`]: past the last entry lie stale bytes, not zeros,
+    /// so the writer keeps a zero header after its last entry (the end mark).
+    pub recycled: bool,
     file: File,
     map: Arc<MmapRaw>,
     whole: Bytes,
@@ -126,11 +138,43 @@ impl Segment {
             .open(&path)
             .map_err(|e| LogError::io(&path, e))?;
         preallocate(&file, &path, capacity)?;
-        file.write_all_at(&encode_header(base), 0)
+        file.write_all_at(&encode_header(base, 0), 0)
             .map_err(|e| LogError::io(&path, e))?;
         file.sync_all().map_err(|e| LogError::io(&path, e))?;
         sync_dir(dir)?;
-        Segment::map(path, file, base)
+        Segment::map(path, file, base, false)
+    }
+
+    /// Turns the spare file `spare` into the segment with base `base`: grows it to `capacity`,
+    /// writes a header flagged [`FLAG_RECYCLED`] and a zero end mark at the first entry's
+    /// place, syncs, and only then renames it, so a crash leaves either the spare or a valid
+    /// empty segment. The blocks the file already had stay allocated and written, which is the
+    /// point: syncs over them need no block allocation.
+    pub(crate) fn recycle(
+        dir: &Path,
+        spare: &Path,
+        base: u64,
+        capacity: u64,
+    ) -> Result<Segment, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(spare)
+            .map_err(|e| LogError::io(spare, e))?;
+        let len = file.metadata().map_err(|e| LogError::io(spare, e))?.len();
+        if len > capacity {
+            file.set_len(capacity).map_err(|e| LogError::io(spare, e))?;
+        }
+        preallocate(&file, spare, capacity)?;
+        let mut head = [0u8; (SEGMENT_HEADER_LEN + END_MARK_LEN) as usize];
+        head[..SEGMENT_HEADER_LEN as usize].copy_from_slice(&encode_header(base, FLAG_RECYCLED));
+        file.write_all_at(&head, 0)
+            .map_err(|e| LogError::io(spare, e))?;
+        file.sync_data().map_err(|e| LogError::io(spare, e))?;
+        let path = segment_path(dir, base);
+        std::fs::rename(spare, &path).map_err(|e| LogError::io(&path, e))?;
+        sync_dir(dir)?;
+        Segment::map(path, file, base, true)
     }
 
     /// Opens an existing segment file, growing it to `min_len` first if it is shorter.
@@ -144,10 +188,14 @@ impl Segment {
         if len < min_len {
             preallocate(&file, &path, min_len)?;
         }
-        Segment::map(path, file, base)
+        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        let recycled = file.read_exact_at(&mut head, 0).is_ok()
+            && check_header(&head, base).is_ok()
+            && header_flags(&head) & FLAG_RECYCLED != 0;
+        Segment::map(path, file, base, recycled)
     }
 
-    fn map(path: PathBuf, file: File, base: u64) -> Result<Segment, LogError> {
+    fn map(path: PathBuf, file: File, base: u64, recycled: bool) -> Result<Segment, LogError> {
         let map = MmapOptions::new()
             .map_raw(&file)
             .map_err(|e| LogError::io(&path, e))?;
@@ -156,17 +204,39 @@ impl Segment {
         Ok(Segment {
             base,
             path,
+            recycled,
             file,
             map,
             whole,
         })
     }
 
-    /// Rewrites the segment header (used when recovery finds it missing).
+    /// Rewrites the segment header, without flags (used when recovery finds it missing, and
+    /// once a recycled segment's stale tail is gone).
     pub(crate) fn write_header(&self) -> Result<(), LogError> {
         self.file
-            .write_all_at(&encode_header(self.base), 0)
+            .write_all_at(&encode_header(self.base, 0), 0)
             .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    /// Discards every byte from file offset `off` on by cutting the file there and growing it
+    /// back to `capacity`: the filesystem hands back zeros, without writing them. The map stays
+    /// valid (the file is as long as before). Durable on return.
+    pub(crate) fn discard_tail(&self, off: u64, capacity: u64) -> Result<(), LogError> {
+        let io = |e| LogError::io(&self.path, e);
+        self.file.set_len(off).map_err(io)?;
+        preallocate(&self.file, &self.path, capacity.max(self.len()))?;
+        self.file.sync_all().map_err(io)
+    }
+
+    /// Takes the segment apart once no one else holds it: `Some(path)` if no reader still holds
+    /// a `Bytes` of its map (so its file may be written again), `None` otherwise.
+    pub(crate) fn into_unshared_path(self) -> Option<PathBuf> {
+        let Segment {
+            path, map, whole, ..
+        } = self;
+        drop(whole);
+        (Arc::strong_count(&map) == 1).then_some(path)
     }
 
     /// Mapped length.
@@ -233,6 +303,17 @@ impl Segment {
         }
     }
 
+    /// Asks the kernel to read pages ahead of the writer (`MADV_WILLNEED`, best effort): in a
+    /// recycled segment a write into a page not in the page cache would read it first.
+    pub(crate) fn read_ahead(&self, off: u64, len: u64) {
+        let len = len.min(self.len().saturating_sub(off));
+        if len > 0 {
+            let _ = self
+                .map
+                .advise_range(Advice::WillNeed, off as usize, len as usize);
+        }
+    }
+
     /// Shrinks the file to `used` bytes once the segment is sealed (the map stays valid for
     /// every byte below `used`, which is all anyone reads).
     pub(crate) fn shrink_to(&self, used: u64) -> Result<(), LogError> {
@@ -244,6 +325,10 @@ impl Segment {
             .map_err(|e| LogError::io(&self.path, e))
     }
 }
+
+/// Length of the end mark: a zero entry header kept after the last entry of a recycled
+/// segment, so that recovery stops there instead of reading stale entries.
+pub(crate) const END_MARK_LEN: u64 = 64;
 
 /// Probe size of [`garbage_after`].
 pub(crate) const PROBE_CHUNK: u64 = 64 << 10;

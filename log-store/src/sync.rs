@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::LogError;
 use crate::pchannel::Inner;
+use crate::segment::END_MARK_LEN;
 use crate::types::{Position, SyncPolicy};
 
 #[derive(Debug, Default)]
@@ -118,10 +119,19 @@ impl Inner {
         }
         let ranges: Vec<_> = {
             let st = self.state.read();
+            let n = st.segments.len();
             st.segments
                 .iter()
-                .filter(|s| s.seg.base < to && s.end > from)
-                .map(|s| (Arc::clone(&s.seg), from.max(s.seg.base), to.min(s.end)))
+                .enumerate()
+                .filter(|(_, s)| s.seg.base < to && s.end > from)
+                .map(|(i, s)| {
+                    let mut b = to.min(s.end);
+                    if i + 1 == n && s.seg.recycled {
+                        // The end mark after the last entry is durable with it (`recycle.rs`).
+                        b = (b + END_MARK_LEN).min(s.seg.base + s.seg.len());
+                    }
+                    (Arc::clone(&s.seg), from.max(s.seg.base), b)
+                })
                 .collect()
         };
         for (seg, a, b) in ranges {

@@ -132,6 +132,10 @@ pub struct PChannelOptions {
     /// Verify each entry's CRC when it is read (default true): damage in sealed or
     /// checkpointed data, which open does not re-read, then surfaces as `LogError::Corrupt`.
     pub verify_reads: bool,
+    /// How many files of sealed segments deleted by retention are kept as spares and reused
+    /// when the active segment rolls (default 2; 0 deletes them). A reused file's blocks are
+    /// already allocated and written, so syncs over them commit no block allocation.
+    pub recycle_segments: usize,
 }
 
 impl Default for PChannelOptions {
@@ -143,6 +147,7 @@ impl Default for PChannelOptions {
             compact_live_ratio: 0.25,
             prefault_bytes: 0,
             verify_reads: true,
+            recycle_segments: 2,
         }
     }
 }

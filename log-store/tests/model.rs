@@ -1,6 +1,7 @@
 //! Property test: random operations on a pchannel and on an in-memory model must agree on
 //! every vchannel's offsets, entries and payload bytes, across restarts, retention,
-//! DeleteRecords and truncation.
+//! DeleteRecords and truncation; and a replay by position (`scan`), from the start or from a
+//! snapshot position, must return every live entry exactly once, in append order.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{append_one, full_payload, opts};
-use log_store::{PChannel, Position, Retention, SyncPolicy, VChannelId};
+use log_store::{PChannel, Position, Retention, ScanEntry, SyncPolicy, VChannelId};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ enum Op {
     Restart {
         clean: bool,
     },
+    /// Remember `end_position()` and each vchannel's log end, as a broker snapshot would.
+    Snapshot,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -53,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..100i64).prop_map(|advance| Op::Enforce { advance }),
         1 => (0..6usize).prop_map(|back| Op::Truncate { back }),
         1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
+        1 => Just(Op::Snapshot),
     ]
 }
 
@@ -78,6 +82,10 @@ struct Model {
     /// (position, vchannel, first offset) of entries appended since the last compaction.
     truncatable: Vec<(u64, u64, i64)>,
     now: i64,
+    /// (vchannel, first offset) of every entry, in append order.
+    order: Vec<(u64, i64)>,
+    /// A snapshot: its position and each vchannel's log end offset then.
+    snapshot: Option<(Position, BTreeMap<u64, i64>)>,
 }
 
 impl MVChannel {
@@ -87,7 +95,87 @@ impl MVChannel {
     }
 }
 
+/// Every live entry from `from` on, in batches of about `max_bytes`.
+fn scan_all(pc: &PChannel, from: Position, max_bytes: usize) -> Vec<ScanEntry> {
+    let mut out: Vec<ScanEntry> = Vec::new();
+    let mut at = from;
+    loop {
+        let batch = pc.scan(at, max_bytes).unwrap();
+        let bytes: usize = batch.entries.iter().map(|e| e.entry.payload.len()).sum();
+        assert!(batch.entries.len() <= 1 || bytes <= max_bytes);
+        assert!(batch.at_end || !batch.entries.is_empty());
+        assert!(batch.next_position >= at);
+        out.extend(batch.entries);
+        if batch.at_end {
+            return out;
+        }
+        at = batch.next_position;
+    }
+}
+
+/// The scan checks: from position 0 every live entry once, non-copies in append order; from
+/// the snapshot, exactly the entries appended after it (copies recognised by their offsets).
+fn check_scan(pc: &PChannel, m: &Model) {
+    let live = |v: u64, first: i64| {
+        m.vchannels
+            .get(&v)
+            .and_then(|mv| mv.entries.iter().find(|e| e.first == first))
+            .copied()
+    };
+    let expected: Vec<(u64, i64)> = m
+        .order
+        .iter()
+        .copied()
+        .filter(|&(v, f)| live(v, f).is_some())
+        .collect();
+    let got = scan_all(pc, Position(0), 4000);
+    let mut seen: Vec<(u64, i64)> = Vec::new();
+    let mut last_index = None;
+    for (i, g) in got.iter().enumerate() {
+        let key = (g.vchannel.0, g.entry.first_offset);
+        let e = live(key.0, key.1).unwrap_or_else(|| panic!("scan returned a dead entry {key:?}"));
+        assert_eq!((g.entry.last_offset, g.entry.max_timestamp), (e.last, e.ts));
+        assert_eq!(&g.entry.payload[..], &full_payload(key.0, key.1, e.len)[..]);
+        if i > 0 {
+            assert!(g.entry.position > got[i - 1].entry.position, "log order");
+        }
+        if !g.compaction_copy {
+            let at = expected.iter().position(|&x| x == key).unwrap();
+            assert!(
+                last_index < Some(at),
+                "appended entries come in append order"
+            );
+            last_index = Some(at);
+        }
+        seen.push(key);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "an entry appeared twice");
+    let mut want = expected.clone();
+    want.sort_unstable();
+    assert_eq!(sorted, want, "every live entry appears");
+
+    if let Some((p, ends)) = &m.snapshot {
+        let end_at = |v: u64| ends.get(&v).copied().unwrap_or(0);
+        let mut after: Vec<(u64, i64)> = scan_all(pc, *p, usize::MAX)
+            .iter()
+            .filter(|g| !g.compaction_copy || g.entry.first_offset >= end_at(g.vchannel.0))
+            .map(|g| (g.vchannel.0, g.entry.first_offset))
+            .collect();
+        after.sort_unstable();
+        let mut want: Vec<(u64, i64)> = expected
+            .into_iter()
+            .filter(|&(v, f)| f >= end_at(v))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(after, want, "replay from the snapshot at {p:?}");
+    }
+}
+
 fn check(pc: &PChannel, m: &Model) {
+    check_scan(pc, m);
     for (&v, mv) in &m.vchannels {
         let st = pc.vchannel_state(VChannelId(v)).expect("known vchannel");
         assert_eq!(
@@ -140,6 +228,7 @@ fn run(ops: Vec<Op>) {
                 });
                 mv.end += count;
                 m.truncatable.push((pos, v, first));
+                m.order.push((v, first));
             }
             Op::Read { v, at, max_bytes } => {
                 let Some(mv) = m.vchannels.get(&v) else {
@@ -212,8 +301,12 @@ fn run(ops: Vec<Op>) {
                 }
                 let keep = m.truncatable.len() - 1 - back;
                 let (pos, _, _) = m.truncatable[keep];
-                pc.truncate_after(Position(pos)).unwrap();
+                let end = pc.truncate_after(Position(pos)).unwrap();
+                if m.snapshot.as_ref().is_some_and(|(p, _)| *p > end) {
+                    m.snapshot = None; // positions above the cut will be reused
+                }
                 for &(_, v, first) in &m.truncatable[keep + 1..] {
+                    m.order.retain(|&x| x != (v, first));
                     let mv = m.vchannels.get_mut(&v).unwrap();
                     if first < mv.end {
                         mv.end = first;
@@ -222,6 +315,10 @@ fn run(ops: Vec<Op>) {
                     }
                 }
                 m.truncatable.truncate(keep + 1);
+            }
+            Op::Snapshot => {
+                let ends = m.vchannels.iter().map(|(&v, mv)| (v, mv.end)).collect();
+                m.snapshot = Some((pc.end_position(), ends));
             }
             Op::Restart { clean } => {
                 if clean {

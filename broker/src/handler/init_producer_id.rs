@@ -2,7 +2,7 @@
 //! blocks. Transactional ids need the transaction coordinator, which Sluice does not have yet.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use slog::{Logger, debug, warn};
+use slog::{Logger, info, warn};
 use sluice_protocol::{RequestHeader, ResponseError};
 
 use crate::broker::{Broker, metadata_error_code};
@@ -28,7 +28,7 @@ pub async fn handle(
     // KIP-360 re-initialisation that carries the old id and epoch.
     match broker.producer_ids.next(&broker.cluster).await {
         Ok(id) => {
-            debug!(log, "producer id assigned"; "producer_id" => id);
+            info!(log, "producer id assigned"; "producer_id" => id);
             response
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0)

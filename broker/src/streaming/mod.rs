@@ -3,6 +3,7 @@
 
 pub mod assignment;
 pub mod interceptor;
+pub mod producer_snapshot;
 pub mod wal;
 
 use std::collections::HashMap;
@@ -89,12 +90,19 @@ impl StreamingNode {
         }
         info!(logger, "pchannel opened"; "term" => term, "dir" => dir.display().to_string(),
             "entries" => report.entries, "scanned_bytes" => report.scanned_bytes);
+        let snapshot = producer_snapshot::load(&dir).unwrap_or_else(|e| {
+            warn!(logger, "producer state snapshot unusable; replaying the whole pchannel"; "error" => %e);
+            None
+        });
+        let (producers, replayed) = producer_snapshot::rebuild(&log, snapshot)?;
+        info!(logger, "producer state rebuilt"; "producers" => producers.len(), "replayed_entries" => replayed);
         let metrics = wal::WalMetrics::new(&self.metrics, pchannel);
         let wal = Wal::start(
             pchannel,
             term,
             Arc::new(log),
             self.fsync_policy,
+            producers,
             metrics,
             logger,
         );

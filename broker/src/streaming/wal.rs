@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use log_store::{EntryRef, LogError, PChannel, Term, VChannelId};
-use slog::{Logger, error};
+use slog::{Logger, error, warn};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FsyncPolicy;
@@ -23,9 +23,12 @@ use super::interceptor::idempotence::{
     BatchSequence, Check, ProducerStates, SequenceError, last_sequence,
 };
 use super::interceptor::{self, AppendError, PreparedBatch};
+use super::producer_snapshot;
 
 /// Bytes the writer gathers into one group commit before writing it.
 const GROUP_BYTES: usize = 8 << 20;
+/// How often the writer snapshots its idempotent-producer state (bounds the replay on open).
+const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How a produce is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,7 @@ impl Wal {
         term: u64,
         log: Arc<PChannel>,
         policy: FsyncPolicy,
+        producers: ProducerStates,
         metrics: WalMetrics,
         log_out: Logger,
     ) -> Arc<Wal> {
@@ -114,7 +118,8 @@ impl Wal {
                     term: Term(term),
                     policy,
                     next_offsets: HashMap::new(),
-                    producers: ProducerStates::default(),
+                    producers,
+                    last_snapshot: std::time::Instant::now(),
                     publish,
                     metrics,
                     logger: log_out,
@@ -202,6 +207,8 @@ struct Writer {
     next_offsets: HashMap<VChannelId, i64>,
     /// Idempotent producers' sequences on this pchannel's vchannels.
     producers: ProducerStates,
+    /// When the producer state was last written to its snapshot.
+    last_snapshot: std::time::Instant,
     publish: watch::Sender<u64>,
     metrics: WalMetrics,
     logger: Logger,
@@ -223,6 +230,28 @@ impl Writer {
                 }
             }
             self.commit(&mut group);
+            if self.last_snapshot.elapsed() >= SNAPSHOT_INTERVAL {
+                self.snapshot();
+            }
+        }
+        // The queue closed: the pchannel is closing. Leave a snapshot so the next open
+        // replays nothing.
+        self.snapshot();
+    }
+
+    /// Writes the producer state at the current log end, made durable first: a snapshot
+    /// must never describe batches that a crash could still take away.
+    fn snapshot(&mut self) {
+        self.last_snapshot = std::time::Instant::now();
+        let position = match self.log.sync() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(self.logger, "producer state snapshot skipped: sync failed"; "error" => %e);
+                return;
+            }
+        };
+        if let Err(e) = producer_snapshot::save(self.log.dir(), position, &self.producers) {
+            warn!(self.logger, "writing the producer state snapshot failed"; "error" => %e);
         }
     }
 

@@ -16,7 +16,7 @@ use log_store::VChannelId;
 pub const REMEMBERED_BATCHES: usize = 5;
 
 /// One written batch of an idempotent producer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchSequence {
     /// The batch's base sequence.
     pub first_seq: i32,
@@ -176,6 +176,48 @@ impl ProducerStates {
         while entry.batches.len() > REMEMBERED_BATCHES {
             entry.batches.pop_front();
         }
+    }
+
+    /// Applies a batch read back from the log when the pchannel opens. Batches not newer than
+    /// the producer's last one (a compaction copy met again) change nothing.
+    pub fn replay(&mut self, vchannel: VChannelId, producer_id: i64, epoch: i16, batch: BatchSequence) {
+        let newer = self
+            .entries
+            .get(&(vchannel, producer_id))
+            .and_then(|e| e.batches.back())
+            .is_none_or(|last| batch.first_offset > last.last_offset);
+        if newer {
+            self.record(vchannel, producer_id, epoch, batch);
+        }
+        self.commit();
+    }
+
+    /// Every producer's state, sorted, for a snapshot.
+    pub fn export(&self) -> Vec<crate::streaming::producer_snapshot::StoredProducer> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|((vchannel, producer_id), entry)| crate::streaming::producer_snapshot::StoredProducer {
+                vchannel: vchannel.0,
+                producer_id: *producer_id,
+                epoch: entry.epoch,
+                batches: entry.batches.iter().copied().collect(),
+            })
+            .collect();
+        out.sort_by_key(|p| (p.vchannel, p.producer_id));
+        out
+    }
+
+    /// The state a snapshot holds.
+    pub fn import(producers: Vec<crate::streaming::producer_snapshot::StoredProducer>) -> ProducerStates {
+        let entries = producers
+            .into_iter()
+            .map(|p| {
+                let entry = ProducerEntry { epoch: p.epoch, batches: p.batches.into_iter().collect() };
+                ((VChannelId(p.vchannel), p.producer_id), entry)
+            })
+            .collect();
+        ProducerStates { entries, undo: HashMap::new() }
     }
 
     /// Keeps the changes of the current group.

@@ -1,0 +1,347 @@
+//! Segment recycling: retention keeps dead segment files as spares, a roll reuses one, and
+//! neither a restart nor a crash ever reads the stale entries a recycled file still holds.
+//!
+//! The crash model: a recycled file starts its new life holding the bytes of its earlier one.
+//! A crash keeps what the last sync covered (entries up to the durable position and the zero
+//! end mark after them), and past it the file's earlier content, optionally with a torn part
+//! of what was written since (a prefix, or random 4 KiB pages).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::{append_one, full_payload, opts};
+use log_store::{PChannel, PChannelOptions, Position, Retention, SyncPolicy, VChannelId};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const SEG: u64 = 32 << 10;
+/// Payload length of every entry: stale entries then sit exactly where new ones go.
+const LEN: usize = 1000;
+const ENTRY: u64 = 64 + LEN as u64;
+
+fn options(keep: usize) -> PChannelOptions {
+    PChannelOptions {
+        compact_live_ratio: 0.0,
+        recycle_segments: keep,
+        ..opts(SEG, SyncPolicy::Never)
+    }
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fills three segments with vchannel 1, then lets retention drop all of it: two sealed
+/// segments die, and up to `keep` of them become spares. Returns the next offset of vchannel 1.
+fn fill_and_expire(pc: &PChannel) -> i64 {
+    let mut next = 0;
+    while files(pc.dir(), ".seg").len() < 3 {
+        append_one(pc, 1, next, 1, LEN, 0);
+        next += 1;
+    }
+    let all = Retention {
+        ms: None,
+        bytes: Some(0),
+    };
+    pc.set_retention(VChannelId(1), all).unwrap();
+    let report = pc.enforce_retention(0).unwrap();
+    assert_eq!(report.segments_deleted.len(), 2, "{report:?}");
+    pc.set_retention(VChannelId(1), Retention::default())
+        .unwrap();
+    next
+}
+
+#[test]
+fn retention_keeps_spares_and_a_roll_reuses_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pc, _) = PChannel::open(dir.path(), options(1)).unwrap();
+    fill_and_expire(&pc);
+    let spares = files(dir.path(), ".spare");
+    assert_eq!(spares.len(), 1, "one spare kept, the other segment deleted");
+    assert_eq!(files(dir.path(), ".seg").len(), 1);
+    assert!(files(dir.path(), ".idx").is_empty());
+    let inode = fs::metadata(&spares[0]).unwrap().ino();
+
+    // Vchannel 2 fills the active segment; the roll takes the spare's file.
+    let mut positions = Vec::new();
+    while files(dir.path(), ".spare").len() == 1 {
+        positions.push(append_one(&pc, 2, positions.len() as i64, 1, LEN, 0));
+    }
+    let segs = files(dir.path(), ".seg");
+    assert_eq!(segs.len(), 2);
+    let recycled = segs.last().unwrap();
+    assert_eq!(
+        fs::metadata(recycled).unwrap().ino(),
+        inode,
+        "the file is reused"
+    );
+    assert_eq!(fs::metadata(recycled).unwrap().len(), SEG);
+    assert_eq!(
+        *positions.last().unwrap(),
+        recycled
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            + 32
+    );
+    for i in 0..20 {
+        positions.push(append_one(&pc, 2, positions.len() as i64, 1, LEN, i));
+    }
+    let check = |pc: &PChannel| {
+        let got = pc.read(VChannelId(2), 0, usize::MAX).unwrap();
+        assert_eq!(got.len(), positions.len());
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g.position, Position(positions[i]));
+            assert_eq!(&g.payload[..], &full_payload(2, i as i64, LEN)[..]);
+        }
+        assert_eq!(pc.vchannel_state(VChannelId(1)).unwrap().entry_count, 0);
+    };
+    check(&pc);
+    // A restart after a drop (page cache intact) and after a clean close cut nothing.
+    drop(pc);
+    let (pc, report) = PChannel::open(dir.path(), options(1)).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    check(&pc);
+    pc.close().unwrap();
+    drop(pc);
+    let (pc, report) = PChannel::open(dir.path(), options(1)).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    assert_eq!(report.scanned_bytes, 0);
+    check(&pc);
+}
+
+#[test]
+fn zero_spares_deletes_dead_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pc, _) = PChannel::open(dir.path(), options(0)).unwrap();
+    fill_and_expire(&pc);
+    assert!(files(dir.path(), ".spare").is_empty());
+    assert_eq!(files(dir.path(), ".seg").len(), 1);
+}
+
+#[test]
+fn a_reader_holding_a_dead_segment_keeps_it_from_being_recycled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pc, _) = PChannel::open(dir.path(), options(2)).unwrap();
+    append_one(&pc, 1, 0, 1, LEN, 0);
+    let held = pc.read(VChannelId(1), 0, 1).unwrap().remove(0).payload;
+    fill_and_expire_from(&pc, 1);
+    assert_eq!(
+        files(dir.path(), ".spare").len(),
+        1,
+        "the held segment is deleted"
+    );
+    while files(dir.path(), ".spare").len() == 1 {
+        let n = pc
+            .vchannel_state(VChannelId(2))
+            .map_or(0, |s| s.log_end_offset);
+        append_one(&pc, 2, n, 1, LEN, 0);
+    }
+    assert_eq!(&held[..], &full_payload(1, 0, LEN)[..]);
+}
+
+/// `fill_and_expire` for a vchannel 1 that already has `next` entries.
+fn fill_and_expire_from(pc: &PChannel, mut next: i64) {
+    while files(pc.dir(), ".seg").len() < 3 {
+        append_one(pc, 1, next, 1, LEN, 0);
+        next += 1;
+    }
+    let all = Retention {
+        ms: None,
+        bytes: Some(0),
+    };
+    pc.set_retention(VChannelId(1), all).unwrap();
+    assert_eq!(pc.enforce_retention(0).unwrap().segments_deleted.len(), 2);
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Tear {
+    None,
+    Prefix(usize),
+    Pages(u64),
+    /// Everything written since the sync reached the disk but `n` bytes from byte `at` on.
+    AllBut {
+        at: usize,
+        n: usize,
+    },
+}
+
+/// The recycled active segment as a crash would leave it: the synced part of `now` (the
+/// header and entries below `durable`, then the zero end mark), the file's earlier content
+/// `before` after that, and a torn part of `now`.
+fn crash_image(now: &[u8], before: &[u8], base: u64, durable: u64, tear: Tear) -> Vec<u8> {
+    let keep = (durable.saturating_sub(base) as usize).max(32);
+    let mut img = now.to_vec();
+    for (i, b) in img.iter_mut().enumerate().skip(keep + 64) {
+        *b = before.get(i).copied().unwrap_or(0);
+    }
+    img[keep..keep + 64].fill(0);
+    let mut rng = StdRng::seed_from_u64(durable);
+    for i in keep..now.len() {
+        let torn = match tear {
+            Tear::None => false,
+            Tear::Prefix(n) => i < keep + n,
+            Tear::Pages(seed) => (seed >> ((i / 4096) % 64)) & 1 == 1 && rng.random_bool(0.999),
+            Tear::AllBut { at, n } => !(keep + at..keep + at + n).contains(&i),
+        };
+        if torn {
+            img[i] = now[i];
+        }
+    }
+    img
+}
+
+/// Appends into a recycled segment (syncing after the entries in `syncs`), crashes, recovers,
+/// and checks that exactly a prefix of the appended entries is back, the durable ones
+/// included, and nothing of the file's earlier life.
+fn run_crash(after_roll: usize, syncs: &[usize], tear: Tear, extra: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(1);
+    let (pc, _) = PChannel::open(dir.path(), o.clone()).unwrap();
+    fill_and_expire(&pc);
+    let spare = files(dir.path(), ".spare").remove(0);
+    let before = fs::read(&spare).unwrap();
+    let mut ends = Vec::new();
+    while files(dir.path(), ".spare").len() == 1 {
+        let p = append_one(&pc, 2, ends.len() as i64, 1, LEN, 0);
+        ends.push(p + ENTRY);
+    }
+    if !syncs.is_empty() {
+        pc.sync().unwrap();
+    }
+    let base = ends.last().unwrap() - ENTRY - 32;
+    let first_new = ends.len() - 1; // the entry that rolled into the recycled segment
+    let mut durable = pc.durable_position().0.max(base);
+    for i in 0..after_roll {
+        let p = append_one(&pc, 2, ends.len() as i64, 1, LEN, 0);
+        ends.push(p + ENTRY);
+        if syncs.contains(&i) {
+            durable = pc.sync().unwrap().0;
+        }
+    }
+    let seg = files(dir.path(), ".seg").pop().unwrap();
+    let now = fs::read(&seg).unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_dir(dir.path(), crashed.path());
+    fs::write(
+        crashed.path().join(seg.file_name().unwrap()),
+        crash_image(&now, &before, base, durable, tear),
+    )
+    .unwrap();
+    drop(pc);
+
+    let (pc, report) = PChannel::open(crashed.path(), o.clone()).unwrap();
+    let got = pc.read(VChannelId(2), 0, usize::MAX).unwrap();
+    let durable_count = ends.iter().filter(|&&e| e <= durable).count();
+    assert!(
+        got.len() >= durable_count.max(first_new),
+        "lost durable entries: {} < {durable_count} ({report:?})",
+        got.len()
+    );
+    assert!(got.len() <= ends.len());
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.first_offset, i as i64);
+        assert_eq!(&g.payload[..], &full_payload(2, i as i64, LEN)[..]);
+    }
+    let end = if got.len() > first_new {
+        ends[got.len() - 1]
+    } else {
+        base + 32
+    };
+    assert_eq!(
+        pc.end_position(),
+        Position(end),
+        "stale entries came back: {report:?}"
+    );
+    assert_eq!(pc.vchannel_state(VChannelId(1)).unwrap().entry_count, 0);
+
+    // The recovered log takes appends (of another vchannel, at the places and with the `seq`s
+    // of the entries the crash lost), and a second crash must not bring back entries the
+    // first recovery dropped: they lie beyond, with `seq`s that follow these.
+    let n = got.len() as i64;
+    let before2 = fs::read(crashed.path().join(seg.file_name().unwrap())).unwrap();
+    let durable2 = pc.end_position().0;
+    let again = (after_roll % 3) + 1;
+    for i in 0..again {
+        append_one(&pc, 3, i as i64, 1, LEN, 0);
+    }
+    let now2 = fs::read(crashed.path().join(seg.file_name().unwrap())).unwrap();
+    drop(pc);
+    let torn = ENTRY as usize * (after_roll % 3) + extra % 2;
+    fs::write(
+        crashed.path().join(seg.file_name().unwrap()),
+        crash_image(&now2, &before2, base, durable2, Tear::Prefix(torn)),
+    )
+    .unwrap();
+    let (pc, report2) = PChannel::open(crashed.path(), o.clone()).unwrap();
+    let v2 = pc.vchannel_state(VChannelId(2)).unwrap();
+    assert_eq!(
+        v2.log_end_offset, n,
+        "a dropped entry came back: {report2:?} after {report:?}"
+    );
+    let got3 = pc.read(VChannelId(3), 0, usize::MAX).unwrap_or_default();
+    assert!(got3.len() <= again);
+    for (i, g) in got3.iter().enumerate() {
+        assert_eq!(&g.payload[..], &full_payload(3, i as i64, LEN)[..]);
+    }
+
+    // And once more: appends, then a restart with the page cache intact cut nothing.
+    let n3 = got3.len() as i64;
+    append_one(&pc, 3, n3, 1, LEN, 0);
+    drop(pc);
+    let (pc, report3) = PChannel::open(crashed.path(), o).unwrap();
+    assert!(report3.cuts.is_empty(), "{report3:?} after {report2:?}");
+    assert_eq!(
+        pc.vchannel_state(VChannelId(3)).unwrap().log_end_offset,
+        n3 + 1
+    );
+}
+
+#[test]
+fn crash_right_after_recycling_loses_only_unsynced_entries() {
+    for tear in [
+        Tear::None,
+        Tear::Prefix(40),
+        Tear::Prefix(700),
+        Tear::Pages(u64::MAX),
+    ] {
+        run_crash(0, &[], tear, 0);
+    }
+    // The first entry torn, the next ones whole: recovery must drop them for good.
+    for after_roll in [1, 4] {
+        run_crash(after_roll, &[], Tear::AllBut { at: 300, n: 10 }, 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn torn_writes_in_a_recycled_segment_never_bring_stale_entries_back(
+        after_roll in 0..29usize,
+        syncs in proptest::collection::vec(0..29usize, 0..4),
+        tear in 0..4u8,
+        extra in 0..6000usize,
+        pages in any::<u64>(),
+    ) {
+        let tear = match tear {
+            0 => Tear::None,
+            1 => Tear::Prefix(extra),
+            2 => Tear::Pages(pages),
+            _ => Tear::AllBut { at: extra % 4000, n: 1 + extra % 7 },
+        };
+        run_crash(after_roll, &syncs, tear, extra);
+    }
+}
