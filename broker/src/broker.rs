@@ -15,6 +15,7 @@ use sluice_raft::command::{Command, CommandError, CommandResult};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::group::GroupCoordinator;
 use crate::logging::Logging;
 use crate::metrics::{self, Metrics};
 use crate::streaming::StreamingNode;
@@ -33,10 +34,16 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     /// The pchannels this node serves.
     pub streaming: Arc<StreamingNode>,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: crate::producer_ids::ProducerIds,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: crate::handler::fetch_session::FetchSessions,
     /// The Prometheus registry and the broker's metrics.
     pub metrics: Arc<Metrics>,
     /// Loggers per component.
     pub logging: Logging,
+    /// The consumer-group coordinator.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// Why a topic could not be created.
@@ -199,15 +206,31 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         ));
     }
 
+    let config_delay = config.group_initial_rebalance_delay;
     let broker = Arc::new(Broker {
         config,
         advertised,
         versions: ApiVersionTable::for_keys(dispatch::HANDLED_APIS),
         cluster: cluster.clone(),
         streaming: streaming.clone(),
+        producer_ids: Default::default(),
+        fetch_sessions: Default::default(),
         metrics,
         logging: logging.clone(),
+        groups: Arc::new(GroupCoordinator::new(
+            config_delay,
+            logging.component("group"),
+        )),
     });
+    crate::group::coordinator::ensure_offsets_topic(&broker, &logging.component("group")).await;
+    background.spawn(broker.groups.clone().run_expiry(shutdown_rx.clone()));
+    background.spawn(crate::group::expiration::run(
+        broker.clone(),
+        shutdown_rx.clone(),
+        logging.component("group"),
+    ));
+    let loader = broker.clone();
+    background.spawn(async move { loader.groups.load_local(&loader).await });
     info!(log, "kafka listener accepting";
         "addr" => local.to_string(),
         "advertised" => format!("{}:{}", broker.advertised.0, broker.advertised.1),

@@ -123,6 +123,16 @@ pub struct Config {
     pub log_level: slog::Level,
     /// `log.levels`: per-component levels, e.g. `raft=warn,log_store=debug`.
     pub component_levels: Vec<(String, slog::Level)>,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members.
+    pub group_initial_rebalance_delay: Duration,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: u32,
+    /// `offsets.retention.minutes`: how long committed offsets of an empty group are kept.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets (and offsets of deleted
+    /// topics) are removed.
+    pub offsets_retention_check_interval: Duration,
 }
 
 /// A configuration key: its name, its default as written in a file, and what it does.
@@ -252,6 +262,26 @@ pub const KEYS: &[KeySpec] = &[
         default: "",
         doc: "per-component levels, e.g. raft=warning,log_store=debug",
     },
+    KeySpec {
+        name: "group.initial.rebalance.delay.ms",
+        default: "3000",
+        doc: "how long the first rebalance of an empty consumer group waits for more members",
+    },
+    KeySpec {
+        name: "offsets.topic.num.partitions",
+        default: "50",
+        doc: "partitions of __consumer_offsets, fixed when the broker first creates it",
+    },
+    KeySpec {
+        name: "offsets.retention.minutes",
+        default: "10080",
+        doc: "how long committed offsets of an empty consumer group are kept",
+    },
+    KeySpec {
+        name: "offsets.retention.check.interval.ms",
+        default: "600000",
+        doc: "how often expired offsets and offsets of deleted topics are removed",
+    },
 ];
 
 impl Default for Config {
@@ -279,6 +309,10 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_level: slog::Level::Info,
             component_levels: Vec::new(),
+            group_initial_rebalance_delay: Duration::ZERO,
+            offsets_topic_num_partitions: 0,
+            offsets_retention: Duration::ZERO,
+            offsets_retention_check_interval: Duration::ZERO,
         };
         for key in KEYS {
             config
@@ -399,6 +433,22 @@ impl Config {
                 }
                 self.component_levels = levels;
             }
+            "group.initial.rebalance.delay.ms" => {
+                let ms: u64 = parse_range(v, 0, 3_600_000).map_err(|e| invalid(&e))?;
+                self.group_initial_rebalance_delay = Duration::from_millis(ms);
+            }
+            "offsets.retention.minutes" => {
+                let minutes: u64 = parse_range(v, 1, 1 << 32).map_err(|e| invalid(&e))?;
+                self.offsets_retention = Duration::from_secs(minutes * 60);
+            }
+            "offsets.retention.check.interval.ms" => {
+                let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
+                self.offsets_retention_check_interval = Duration::from_millis(ms);
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions =
+                    parse_range(v, 1, 10_000).map_err(|e| invalid(&e))?;
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
@@ -502,6 +552,15 @@ impl Config {
                     .map(|(c, l)| format!("{c}={}", l.as_str().to_ascii_lowercase()))
                     .collect::<Vec<_>>()
                     .join(","),
+                "group.initial.rebalance.delay.ms" => {
+                    self.group_initial_rebalance_delay.as_millis().to_string()
+                }
+                "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+                "offsets.retention.minutes" => (self.offsets_retention.as_secs() / 60).to_string(),
+                "offsets.retention.check.interval.ms" => self
+                    .offsets_retention_check_interval
+                    .as_millis()
+                    .to_string(),
                 other => unreachable!("key {other} missing from Config::render"),
             };
             out.push_str(&format!("{} = {:?}\n", key.name, value));

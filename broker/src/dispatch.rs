@@ -30,6 +30,18 @@ pub const HANDLED_APIS: &[ApiKey] = &[
     ApiKey::AlterConfigs,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeLogDirs,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
+    ApiKey::InitProducerId,
 ];
 
 /// The API's name as a metric label.
@@ -50,6 +62,18 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "other",
     }
 }
@@ -183,6 +207,66 @@ pub async fn dispatch(
             &mut buf,
             header,
             &handler::describe_log_dirs::handle(broker, header, r),
+        ),
+        Request::FindCoordinator(r) => encode(
+            &mut buf,
+            header,
+            &handler::find_coordinator::handle(broker, header, r),
+        ),
+        Request::JoinGroup(r) => encode(
+            &mut buf,
+            header,
+            &handler::join_group::handle(broker, header, r, log).await,
+        ),
+        Request::SyncGroup(r) => encode(
+            &mut buf,
+            header,
+            &handler::sync_group::handle(broker, header, r, log).await,
+        ),
+        Request::Heartbeat(r) => encode(
+            &mut buf,
+            header,
+            &handler::heartbeat::handle(broker, header, r).await,
+        ),
+        Request::LeaveGroup(r) => encode(
+            &mut buf,
+            header,
+            &handler::leave_group::handle(broker, header, r).await,
+        ),
+        Request::OffsetCommit(r) => encode(
+            &mut buf,
+            header,
+            &handler::offset_commit::handle(broker, header, r).await,
+        ),
+        Request::OffsetFetch(r) => encode(
+            &mut buf,
+            header,
+            &handler::offset_fetch::handle(broker, header, r).await,
+        ),
+        Request::ListGroups(r) => encode(
+            &mut buf,
+            header,
+            &handler::list_groups::handle(broker, header, r).await,
+        ),
+        Request::DescribeGroups(r) => encode(
+            &mut buf,
+            header,
+            &handler::describe_groups::handle(broker, header, r).await,
+        ),
+        Request::DeleteGroups(r) => encode(
+            &mut buf,
+            header,
+            &handler::delete_groups::handle(broker, header, r, log).await,
+        ),
+        Request::OffsetDelete(r) => encode(
+            &mut buf,
+            header,
+            &handler::offset_delete::handle(broker, header, r).await,
+        ),
+        Request::InitProducerId(r) => encode(
+            &mut buf,
+            header,
+            &handler::init_producer_id::handle(broker, header, r, log).await,
         ),
         other => {
             // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.

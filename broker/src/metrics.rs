@@ -124,10 +124,16 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
-        let fetch_sessions = IntGauge::new("sluice_fetch_sessions_open", "Incremental fetch sessions open")
-            .expect("valid metric");
+        let fetch_sessions = IntGauge::new(
+            "sluice_fetch_sessions_open",
+            "Incremental fetch sessions open",
+        )
+        .expect("valid metric");
         let fetch_requests = IntCounterVec::new(
-            Opts::new("sluice_fetch_requests_total", "Fetch requests by kind (full, session_full, incremental)"),
+            Opts::new(
+                "sluice_fetch_requests_total",
+                "Fetch requests by kind (full, session_full, incremental)",
+            ),
             &["kind"],
         )
         .expect("valid metric");

@@ -1,7 +1,8 @@
 //! End-to-end figures of the metadata store on this machine: proposals per second (many in
-//! flight, so the driver batches them into one fsync), propose-to-apply latency, and leader
-//! failover time. Run with `cargo bench -p sluice-raft --bench metadata`; set
-//! `SLUICE_BENCH_PROPOSALS` to change the number of proposals per run.
+//! flight, so the driver batches them into one fsync), propose-to-apply latency on the leader
+//! and forwarded from a follower, and leader failover time. Run with
+//! `cargo bench -p sluice-raft --bench metadata`; set `SLUICE_BENCH_PROPOSALS` to change the
+//! number of proposals per run.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -195,9 +196,26 @@ fn main() {
         let stores = three_nodes(dir.path()).await;
         let l = leader(&stores).await;
         register(&l).await;
+        // Forwarded from a follower (answered once applied on the follower itself), next to
+        // the same runs on the leader; before the topic-creation run, so both see the same
+        // state size.
+        let follower = stores
+            .iter()
+            .find(|s| !s.status().is_leader)
+            .expect("a follower")
+            .clone();
         for (name, w, n, in_flight) in runs {
             let (rate, lat) = load(&l, w, n, in_flight).await;
             report(&format!("3 nodes, {name}"), in_flight, rate, &lat);
+            if in_flight <= 16 {
+                let (rate, lat) = load(&follower, w, n, in_flight).await;
+                report(
+                    &format!("3 nodes, forwarded, {name}"),
+                    in_flight,
+                    rate,
+                    &lat,
+                );
+            }
         }
         for s in &stores {
             s.shutdown().await;

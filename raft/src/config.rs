@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub join: bool,
     /// Messages queued per peer before new ones are dropped (and the peer reported unreachable).
     pub send_queue: usize,
+    /// Proposals made on a follower that may wait on the leader at once (forwarded); more
+    /// wait for a slot.
+    pub max_forwarded: usize,
 }
 
 impl NodeConfig {
@@ -57,6 +60,7 @@ impl NodeConfig {
             request_timeout_ms: 10_000,
             join: false,
             send_queue: 4096,
+            max_forwarded: 256,
         }
     }
 

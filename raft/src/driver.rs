@@ -10,9 +10,10 @@ use std::time::Instant;
 use raft::eraftpb::MessageType;
 use tokio::sync::{broadcast, watch};
 
-use crate::command::CommandResult;
+use crate::command::{Command, CommandResult};
 use crate::config::NodeConfig;
 use crate::error::Error;
+use crate::forward::{ForwardOutcome, Forwarding};
 use crate::node::{Change, RaftStatus, Reply, Request};
 use crate::peer::{Peer, ProposalId, ReadId, ReadyOutput};
 use crate::state::MetadataState;
@@ -25,10 +26,13 @@ pub(crate) struct Driver {
     pub(crate) state_tx: watch::Sender<Arc<MetadataState>>,
     pub(crate) status_tx: watch::Sender<RaftStatus>,
     pub(crate) changes: broadcast::Sender<Change>,
-    pub(crate) proposals: HashMap<ProposalId, Reply<CommandResult>>,
+    /// Proposals made here; commands kept so that one overwritten by another leader (never
+    /// applied) is sent again rather than failed. Membership changes keep none.
+    pub(crate) proposals: HashMap<ProposalId, (Reply<CommandResult>, Option<Command>)>,
     pub(crate) reads: HashMap<ReadId, (Reply<Arc<MetadataState>>, u64)>,
     pub(crate) next_read: ReadId,
     pub(crate) ticks: u64,
+    pub(crate) forwarding: Forwarding,
     pub(crate) logger: slog::Logger,
 }
 
@@ -85,21 +89,18 @@ impl Driver {
             Request::Net(TransportEvent::Message(m)) => self.peer.step(*m),
             Request::Net(TransportEvent::Unreachable(id)) => self.peer.report_unreachable(id),
             Request::Net(TransportEvent::SnapshotSent(id, ok)) => self.peer.report_snapshot(id, ok),
-            Request::Propose(cmd, tx) => match self.peer.propose(&cmd) {
-                Ok(id) => {
-                    self.proposals.insert(id, tx);
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            },
+            Request::Net(TransportEvent::Forward(m)) => self.on_forward(*m),
+            Request::Net(TransportEvent::ForwardUnsent { to, id }) => {
+                self.on_forward_unsent(to, id)
+            }
+            Request::Propose(cmd, tx) => self.propose_local(cmd, tx),
             Request::Membership(node, addr, tx) => {
                 if let (Some(a), Some(t)) = (&addr, &self.transport) {
                     t.set_peer(node, a);
                 }
                 match self.peer.propose_membership(node, addr) {
                     Ok(id) => {
-                        self.proposals.insert(id, tx);
+                        self.proposals.insert(id, (tx, None));
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -124,7 +125,8 @@ impl Driver {
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.peer.tick();
-        self.proposals.retain(|_, tx| !tx.is_closed());
+        self.proposals.retain(|_, (tx, _)| !tx.is_closed());
+        self.tick_forwards();
         let ticks = self.ticks;
         let mut retry = Vec::new();
         self.reads.retain(|&id, (tx, issued)| {
@@ -179,20 +181,36 @@ impl Driver {
             self.state_tx.send_replace(state);
         }
         for a in out.applied {
-            if let Some(tx) = self.proposals.remove(&a.proposal) {
+            if let Some((tx, _)) = self.proposals.remove(&a.proposal) {
                 let _ = tx.send(a.outcome.map_err(Error::Rejected));
+            } else {
+                let outcome = ForwardOutcome::Applied {
+                    index: a.index,
+                    result: a.outcome,
+                };
+                self.resolve_served(a.proposal, outcome);
             }
         }
         for id in out.dropped {
-            if let Some(tx) = self.proposals.remove(&id) {
-                let _ = tx.send(Err(Error::ProposalDropped));
+            if let Some((tx, cmd)) = self.proposals.remove(&id) {
+                match cmd {
+                    Some(cmd) => self.forward(cmd, tx),
+                    None => {
+                        let _ = tx.send(Err(Error::ProposalDropped));
+                    }
+                }
+            } else {
+                self.resolve_served(id, ForwardOutcome::Dropped);
             }
         }
         for id in out.unknown {
-            if let Some(tx) = self.proposals.remove(&id) {
+            if let Some((tx, _)) = self.proposals.remove(&id) {
                 let _ = tx.send(Err(Error::OutcomeUnknown));
+            } else {
+                self.resolve_served(id, ForwardOutcome::Unknown);
             }
         }
+        self.settle_forwards(out.originated, out.snapshot_term);
         for id in out.reads {
             if let Some((tx, _)) = self.reads.remove(&id) {
                 let _ = tx.send(Ok(self.peer.state().clone()));

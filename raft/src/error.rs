@@ -26,16 +26,20 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// This node is not the leader; retry on `leader` if known.
+    /// This node is not the leader; retry on `leader` if known. `propose` forwards to the
+    /// leader instead and returns this only on a node without a Raft listener; membership
+    /// changes (`add_voter`, `remove_voter`) still return it on followers.
     #[error("not the Raft leader (leader: {leader:?})")]
     NotLeader {
         /// The leader this node knows of, if any.
         leader: Option<u64>,
     },
-    /// The proposal was overwritten by another leader's entry; it was not applied.
+    /// The proposal was overwritten by another leader's entry; it was not applied. `propose`
+    /// sends such a command again by itself; membership changes return this.
     #[error("proposal dropped by a leader change")]
     ProposalDropped,
-    /// A snapshot replaced the log under the proposal: it may or may not have been applied.
+    /// A snapshot replaced the log under the proposal (on the proposer, or on the leader of
+    /// a forwarded one): it may or may not have been applied.
     #[error("proposal outcome unknown (log replaced by a snapshot)")]
     OutcomeUnknown,
     /// The command was applied deterministically and rejected by the state machine.

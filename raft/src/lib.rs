@@ -32,6 +32,7 @@ pub mod command;
 pub mod config;
 mod driver;
 pub mod error;
+pub mod forward;
 pub mod node;
 pub mod peer;
 pub mod placement;

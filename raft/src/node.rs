@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{Semaphore, broadcast, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::command::{Command, CommandError, CommandResult};
 use crate::config::NodeConfig;
 use crate::driver::Driver;
 use crate::error::{Error, Result};
+use crate::forward::Forwarding;
 use crate::peer::Peer;
 use crate::state::MetadataState;
 use crate::transport::{Transport, TransportEvent};
@@ -74,6 +76,8 @@ struct Inner {
     changes: broadcast::Sender<Change>,
     raft_addr: Option<SocketAddr>,
     timeout: Duration,
+    /// Caps proposals made while this node does not lead (forwarded to the leader).
+    forward_slots: Semaphore,
     thread: Mutex<Option<JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -164,6 +168,7 @@ impl MetadataStore {
             reads: HashMap::new(),
             next_read: 1,
             ticks: 0,
+            forwarding: Forwarding::new(),
             logger: logger.new(slog::o!("raft_node" => config.node_id)),
         };
         driver.publish();
@@ -179,6 +184,7 @@ impl MetadataStore {
                 changes: changes_tx,
                 raft_addr,
                 timeout: Duration::from_millis(config.request_timeout_ms),
+                forward_slots: Semaphore::new(config.max_forwarded.max(1)),
                 thread: Mutex::new(Some(thread)),
                 shutdown: shutdown_tx,
             }),
@@ -186,22 +192,53 @@ impl MetadataStore {
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
+        self.call_by(Instant::now() + self.inner.timeout, make)
+            .await
+    }
+
+    async fn call_by<T>(
+        &self,
+        deadline: Instant,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .requests
             .send(make(tx))
             .map_err(|_| Error::Stopped)?;
-        match tokio::time::timeout(self.inner.timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => Err(Error::Timeout(self.inner.timeout.as_millis() as u64)),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
-    /// Proposes `cmd` on the leader and resolves once it is applied here. Rejections by the
-    /// state machine come back as [`Error::Rejected`]; on a follower, [`Error::NotLeader`].
+    fn timed_out(&self) -> Error {
+        Error::Timeout(self.inner.timeout.as_millis() as u64)
+    }
+
+    /// Proposes `cmd` and resolves once it is applied **here**, so `state()` on this node
+    /// then includes it. On a follower the command is forwarded to the leader (waiting for
+    /// one to be known, up to the request timeout). A command known never to be applied (the
+    /// leader changed before it entered the log, or another leader overwrote its entry) is
+    /// sent again to whichever node leads next. Rejections by the state machine come back as
+    /// [`Error::Rejected`]; [`Error::OutcomeUnknown`] when a snapshot replaced the log under
+    /// it; [`Error::Timeout`] when no answer came in time (it may still be applied). At most
+    /// `max_forwarded` proposals wait on the leader at once; more wait for a slot, within
+    /// the same timeout.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult> {
-        self.call(|tx| Request::Propose(cmd, tx)).await
+        let deadline = Instant::now() + self.inner.timeout;
+        let _slot = if self.inner.status.borrow().is_leader {
+            None
+        } else {
+            let acquire = self.inner.forward_slots.acquire();
+            match tokio::time::timeout_at(deadline, acquire).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(self.timed_out()),
+            }
+        };
+        self.call_by(deadline, |tx| Request::Propose(cmd, tx)).await
     }
 
     /// A linearizable read (ReadIndex): the state includes every write acknowledged before

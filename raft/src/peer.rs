@@ -53,6 +53,11 @@ pub struct ReadyOutput {
     pub log: Vec<(u64, Option<Command>, Result<CommandResult, CommandError>)>,
     /// Whether the state changed (entries applied or snapshot installed).
     pub state_changed: bool,
+    /// Applied entries that this peer originated through another leader
+    /// ([`Peer::propose_for`] on that leader), by the id this peer gave them.
+    pub originated: Vec<Applied>,
+    /// The term of a snapshot installed by this Ready: entries up to it were not seen.
+    pub snapshot_term: Option<u64>,
 }
 
 /// One Raft peer with its state machine.
@@ -62,7 +67,10 @@ pub struct Peer {
     state: Arc<MetadataState>,
     conf: ConfState,
     next_id: u64,
-    pending: BTreeMap<u64, ProposalId>,
+    /// Index → (proposal, the entry context expected at that index).
+    pending: BTreeMap<u64, (ProposalId, Vec<u8>)>,
+    /// Term of the last applied entry (or of the snapshot the state was restored from).
+    applied_term: u64,
     reads: Vec<(ReadId, u64)>,
     init_proposed_term: u64,
     /// Set by a membership change: raft-rs refuses a snapshot whose conf state lacks the
@@ -109,6 +117,7 @@ impl Peer {
             e => e,
         })?;
         state.version = state.version.max(snap.get_metadata().index);
+        let applied_term = snap.get_metadata().term;
         let conf = snap.get_metadata().get_conf_state().clone();
         let raft_cfg = Config {
             id: cfg.id,
@@ -132,6 +141,7 @@ impl Peer {
             // Unique per incarnation, so ids are never reused across restarts.
             next_id: Uuid::new_v4().as_u64_pair().0 >> 1,
             pending: BTreeMap::new(),
+            applied_term,
             reads: Vec::new(),
             init_proposed_term: 0,
             snapshot_due: false,
@@ -169,6 +179,12 @@ impl Peer {
         let mut v = self.conf.voters.clone();
         v.sort_unstable();
         v
+    }
+
+    /// Term of the last applied entry: once it passes the term in which a leader accepted
+    /// an entry, that entry is either applied already or will never be (Raft §5.4).
+    pub fn applied_term(&self) -> u64 {
+        self.applied_term
     }
 
     /// Index of the latest snapshot.
@@ -228,7 +244,8 @@ impl Peer {
         }
     }
 
-    fn next_proposal(&mut self) -> ProposalId {
+    /// A fresh id, unique in this incarnation, shared by proposals and forwarded requests.
+    pub fn next_proposal(&mut self) -> ProposalId {
         let id = self.next_id;
         self.next_id += 1;
         id
@@ -236,21 +253,34 @@ impl Peer {
 
     /// Proposes a command; its outcome comes out of a later `handle_ready` as [`Applied`].
     pub fn propose(&mut self, cmd: &Command) -> Result<ProposalId> {
+        self.propose_tagged(cmd, self.cfg.id, None)
+    }
+
+    /// Proposes a command forwarded by peer `origin` as its request `id`, tagged so that
+    /// `origin` recognizes it when applying it ([`ReadyOutput::originated`]).
+    pub fn propose_for(&mut self, cmd: &Command, origin: u64, id: u64) -> Result<ProposalId> {
+        self.propose_tagged(cmd, origin, Some(id))
+    }
+
+    fn propose_tagged(&mut self, cmd: &Command, node: u64, id: Option<u64>) -> Result<ProposalId> {
         self.check_leader()?;
-        let id = self.next_proposal();
+        let pid = self.next_proposal();
+        let ctx = tag(node, id.unwrap_or(pid));
         self.raw
-            .propose(tag(self.cfg.id, id), cmd.encode())
+            .propose(ctx.clone(), cmd.encode())
             .map_err(|_| Error::NotLeader {
                 leader: self.leader(),
             })?;
-        self.pending.insert(self.raw.raft.raft_log.last_index(), id);
-        Ok(id)
+        let index = self.raw.raft.raft_log.last_index();
+        self.pending.insert(index, (pid, ctx));
+        Ok(pid)
     }
 
     /// Proposes adding (`Some(addr)`) or removing (`None`) voter `node`.
     pub fn propose_membership(&mut self, node: u64, addr: Option<String>) -> Result<ProposalId> {
         self.check_leader()?;
         let id = self.next_proposal();
+        let ctx = tag(self.cfg.id, id);
         let mut cc = ConfChangeV2::default();
         let kind = if addr.is_some() {
             ConfChangeType::AddNode
@@ -263,9 +293,10 @@ impl Peer {
         cc.mut_changes().push(single);
         cc.context = addr.unwrap_or_default().into_bytes().into();
         self.raw
-            .propose_conf_change(tag(self.cfg.id, id), cc)
+            .propose_conf_change(ctx.clone(), cc)
             .map_err(|e| Error::Rejected(CommandError::InvalidMembership(e.to_string())))?;
-        self.pending.insert(self.raw.raft.raft_log.last_index(), id);
+        self.pending
+            .insert(self.raw.raft.raft_log.last_index(), (id, ctx));
         Ok(id)
     }
 
@@ -342,10 +373,12 @@ impl Peer {
         self.raw.mut_store().apply_snapshot(&snap)?;
         slog::info!(self.logger, "installed raft snapshot"; "index" => meta.index, "term" => meta.term);
         self.state = Arc::new(state);
+        self.applied_term = meta.term;
+        out.snapshot_term = Some(meta.term);
         self.conf = meta.get_conf_state().clone();
         let rest = self.pending.split_off(&(meta.index + 1));
-        out.unknown
-            .extend(std::mem::replace(&mut self.pending, rest).into_values());
+        let replaced = std::mem::replace(&mut self.pending, rest);
+        out.unknown.extend(replaced.into_values().map(|(p, _)| p));
         out.state_changed = true;
         Ok(())
     }
@@ -356,6 +389,7 @@ impl Peer {
                 continue;
             }
             out.state_changed = true;
+            self.applied_term = entry.term;
             let (cmd, outcome) = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
                     Arc::make_mut(&mut self.state).version = entry.index;
@@ -378,17 +412,24 @@ impl Peer {
                     (None, self.apply_conf_change(&entry))
                 }
             };
-            let pending = self.pending.remove(&entry.index);
-            match (untag(&entry.context), pending) {
-                (Some((node, id)), Some(p)) if node == self.cfg.id && id == p => {
+            match self.pending.remove(&entry.index) {
+                Some((p, ctx)) if ctx == entry.context => {
                     out.applied.push(Applied {
                         proposal: p,
                         index: entry.index,
                         outcome: outcome.clone(),
                     });
                 }
-                (_, Some(p)) => out.dropped.push(p),
-                _ => {}
+                Some((p, _)) => out.dropped.push(p),
+                None => match untag(&entry.context) {
+                    // Forwarded by this peer and proposed by another leader.
+                    Some((node, id)) if node == self.cfg.id => out.originated.push(Applied {
+                        proposal: id,
+                        index: entry.index,
+                        outcome: outcome.clone(),
+                    }),
+                    _ => {}
+                },
             }
             out.log.push((entry.index, cmd, outcome));
         }

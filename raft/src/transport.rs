@@ -1,6 +1,8 @@
 //! TCP transport between Raft peers: one outgoing connection per peer fed by a bounded queue,
-//! frames of `len u32 LE | protobuf raft Message`, reconnection with exponential backoff, and
-//! delivery failures reported back to the node (unreachable peers, lost snapshots).
+//! frames of `len u32 LE | protobuf raft Message` and, with the top bit of the length word set,
+//! forwarding frames `0x8000_0000 + len | JSON ForwardMsg` (`forward.rs`); reconnection with
+//! exponential backoff, and delivery failures reported back to the node (unreachable peers,
+//! lost snapshots, forwarded proposals never written).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,8 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::forward::{ForwardBody, ForwardMsg};
+
 /// Largest frame accepted, checked before the body is read.
 pub const MAX_FRAME: usize = 256 << 20;
+/// Set in a frame's length word for a forwarding frame (lengths never reach it).
+pub const FORWARD_FLAG: u32 = 0x8000_0000;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -28,11 +34,27 @@ pub enum TransportEvent {
     Unreachable(u64),
     /// A snapshot message was written to the peer's socket (`true`) or lost (`false`).
     SnapshotSent(u64, bool),
+    /// A forwarding message arrived from a peer.
+    Forward(Box<ForwardMsg>),
+    /// Forwarded request `id` to peer `to` was dropped before being written: the peer never
+    /// saw it.
+    ForwardUnsent {
+        /// The peer.
+        to: u64,
+        /// The request.
+        id: u64,
+    },
+}
+
+/// What goes through a peer's queue.
+enum Frame {
+    Raft(Message),
+    Forward(ForwardMsg),
 }
 
 struct Outgoing {
     addr: String,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Frame>,
 }
 
 /// The running transport.
@@ -101,7 +123,17 @@ impl Transport {
     pub fn send(&self, msg: Message) -> bool {
         let peers = self.peers.lock();
         match peers.get(&msg.to) {
-            Some(o) => o.queue.try_send(msg).is_ok(),
+            Some(o) => o.queue.try_send(Frame::Raft(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Queues a forwarding message; returns `false` when the peer is unknown or its queue is
+    /// full (the message was then certainly not sent).
+    pub fn forward(&self, msg: ForwardMsg) -> bool {
+        let peers = self.peers.lock();
+        match peers.get(&msg.to) {
+            Some(o) => o.queue.try_send(Frame::Forward(msg)).is_ok(),
             None => false,
         }
     }
@@ -144,11 +176,28 @@ async fn read_loop(
             _ = shutdown.changed() => return,
             f = read_frame(&mut reader, &mut body) => f,
         };
-        if let Err(e) = frame {
-            if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                slog::debug!(logger, "raft connection closed"; "from" => %from, "error" => %e);
+        let forwarding = match frame {
+            Ok(forwarding) => forwarding,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    slog::debug!(logger, "raft connection closed"; "from" => %from, "error" => %e);
+                }
+                return;
             }
-            return;
+        };
+        if forwarding {
+            match ForwardMsg::decode(&body) {
+                Ok(m) => {
+                    if events.send(TransportEvent::Forward(Box::new(m))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    slog::warn!(logger, "undecodable forwarding message; closing"; "from" => %from, "error" => %e);
+                    return;
+                }
+            }
+            continue;
         }
         match Message::parse_from_bytes(&body) {
             Ok(m) => {
@@ -164,8 +213,14 @@ async fn read_loop(
     }
 }
 
-async fn read_frame(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> std::io::Result<()> {
-    let len = reader.read_u32_le().await? as usize;
+/// Reads one frame into `body`; returns whether it is a forwarding frame.
+async fn read_frame(
+    reader: &mut BufReader<TcpStream>,
+    body: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    let word = reader.read_u32_le().await?;
+    let forwarding = word & FORWARD_FLAG != 0;
+    let len = (word & !FORWARD_FLAG) as usize;
     if len > MAX_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -174,27 +229,47 @@ async fn read_frame(reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> st
     }
     body.resize(len, 0);
     reader.read_exact(body).await?;
-    Ok(())
+    Ok(forwarding)
+}
+
+/// Reports a frame that was never written: lost snapshots and forwarded requests.
+fn report_unsent(id: u64, frame: &Frame, events: &std_mpsc::Sender<TransportEvent>) {
+    match frame {
+        Frame::Raft(m) if m.get_msg_type() == MessageType::MsgSnapshot => {
+            let _ = events.send(TransportEvent::SnapshotSent(id, false));
+        }
+        Frame::Forward(ForwardMsg {
+            body: ForwardBody::Request { id: req, .. },
+            ..
+        }) => {
+            let _ = events.send(TransportEvent::ForwardUnsent { to: id, id: *req });
+        }
+        _ => {}
+    }
 }
 
 /// Drains a dead peer's queue so that stale messages are not replayed on reconnect.
-fn fail_queued(
-    id: u64,
-    rx: &mut mpsc::Receiver<Message>,
-    events: &std_mpsc::Sender<TransportEvent>,
-) {
-    while let Ok(m) = rx.try_recv() {
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            let _ = events.send(TransportEvent::SnapshotSent(id, false));
-        }
+fn fail_queued(id: u64, rx: &mut mpsc::Receiver<Frame>, events: &std_mpsc::Sender<TransportEvent>) {
+    while let Ok(f) = rx.try_recv() {
+        report_unsent(id, &f, events);
     }
     let _ = events.send(TransportEvent::Unreachable(id));
+}
+
+/// Appends `frame` to `buf` with its length word.
+fn encode_frame(frame: &Frame, buf: &mut Vec<u8>) {
+    let (body, flag) = match frame {
+        Frame::Raft(m) => (m.write_to_bytes().unwrap_or_default(), 0),
+        Frame::Forward(f) => (f.encode(), FORWARD_FLAG),
+    };
+    buf.extend_from_slice(&(body.len() as u32 | flag).to_le_bytes());
+    buf.extend_from_slice(&body);
 }
 
 async fn send_loop(
     id: u64,
     addr: String,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Frame>,
     events: std_mpsc::Sender<TransportEvent>,
     mut shutdown: watch::Receiver<bool>,
     logger: slog::Logger,
@@ -237,14 +312,16 @@ async fn send_loop(
                 }
             }
             buf.clear();
-            for m in &batch {
-                let body = m.write_to_bytes().unwrap_or_default();
-                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                buf.extend_from_slice(&body);
+            for f in &batch {
+                encode_frame(f, &mut buf);
             }
+            // A failed write may still have delivered part of the batch: forwarded requests
+            // in it are not reported unsent (their outcome is unknown).
             let ok = stream.write_all(&buf).await.is_ok();
-            for m in &batch {
-                if m.get_msg_type() == MessageType::MsgSnapshot {
+            for f in &batch {
+                if let Frame::Raft(m) = f
+                    && m.get_msg_type() == MessageType::MsgSnapshot
+                {
                     let _ = events.send(TransportEvent::SnapshotSent(id, ok));
                 }
             }

@@ -290,3 +290,54 @@ fn fresh_node_joins_and_catches_up_through_snapshot() {
     let pid = sim.peer(l).propose(&create_topic(99)).unwrap();
     assert!(sim.run_until(500, |s| s.acked.contains_key(&(l, pid))));
 }
+
+/// The peer-level half of proposal forwarding: an entry a leader proposes for a follower
+/// carries the follower's tag, so the follower recognizes it when applying it; and an entry
+/// the old leader appended alone is never applied once an entry of a later term is.
+#[test]
+fn forwarded_entries_are_recognized_by_their_origin() {
+    let mut sim = Sim::new(3, 11, |_| {});
+    let l = wait_leader(&mut sim);
+    let f = (1..=3).find(|&id| id != l).unwrap();
+    let rid = sim.peer(f).next_proposal();
+    let pid = sim.peer(l).propose_for(&create_topic(1), f, rid).unwrap();
+    assert!(sim.run_until(500, |s| s.originated.contains_key(&(f, rid))
+        && s.acked.contains_key(&(l, pid))));
+    assert_eq!(sim.originated[&(f, rid)], sim.acked[&(l, pid)]);
+    assert!(matches!(
+        sim.originated[&(f, rid)].1,
+        Ok(CommandResult::PartitionsCreated { .. })
+    ));
+
+    // The leader is cut off right after appending a forwarded command.
+    let term = sim.peer(f).term();
+    let rid = sim.peer(f).next_proposal();
+    sim.peer(l).propose_for(&create_topic(2), f, rid).unwrap();
+    let others: BTreeSet<u64> = (1..=3).filter(|&id| id != l).collect();
+    sim.groups = vec![BTreeSet::from([l]), others.clone()];
+    assert!(sim.run_until(2_000, |s| {
+        s.leader().is_some_and(|n| others.contains(&n))
+            && s.peers[f as usize - 1]
+                .as_ref()
+                .is_some_and(|p| p.applied_term() > term)
+    }));
+    // A later term applied without it on the origin: it is gone for good, even after healing.
+    assert!(!sim.originated.contains_key(&(f, rid)));
+    sim.groups.clear();
+    let version = sim.max_version();
+    assert!(sim.run_until(2_000, |s| s.converged(version)));
+    let n = sim.leader().unwrap();
+    let pid = sim.peer(n).propose(&create_topic(3)).unwrap();
+    assert!(sim.run_until(500, |s| s.acked.contains_key(&(n, pid))));
+    assert!(!sim.originated.contains_key(&(f, rid)));
+    let names: Vec<String> = sim
+        .global
+        .values()
+        .filter_map(|(c, _)| match c {
+            Some(Command::CreateTopic { name, .. }) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"topic-2".to_string()));
+}

@@ -297,3 +297,21 @@ def test_java_offsets_for_times_and_max_timestamp(broker):
     assert lines["tooLate"] == "null"
     assert lines["afterSeek"] == "v5"
     assert lines["maxTimestamp"] == "9@9000"
+
+
+def test_java_consumer_uses_incremental_fetch_sessions(broker):
+    """The Java consumer opens a fetch session (KIP-227) and keeps receiving every record while
+    its fetches list only the partitions that moved."""
+    import urllib.request
+
+    out = run_java("ProduceConsume.java", broker.bootstrap, "sessions", 3000, "none", "1")
+    lines = dict(line.split("=", 1) for line in out.strip().splitlines())
+    assert lines["consumed"] == "3000" and lines["inOrder"] == "true"
+    body = urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10).read().decode()
+    counts = {}
+    for line in body.splitlines():
+        if line.startswith("sluice_fetch_requests_total{"):
+            name, value = line.rsplit(" ", 1)
+            counts[name] = float(value)
+    assert counts.get('sluice_fetch_requests_total{kind="session_full"}', 0) >= 1
+    assert counts.get('sluice_fetch_requests_total{kind="incremental"}', 0) >= 1

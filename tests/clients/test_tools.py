@@ -72,10 +72,11 @@ def test_topic_subcommands(broker):
     assert "TOPIC_ALREADY_EXISTS (36)" in dup.stderr and "--if-not-exists" in dup.stderr
     assert admin(broker, "topic", "create", "tools-a", "--if-not-exists").stdout == "topic tools-a exists already\n"
 
-    rows = table(admin(broker, "topic", "list").stdout)
+    rows = table(admin(broker, "topic", "list", "--exclude-internal").stdout)
     assert [(r["TOPIC"], r["PARTITIONS"]) for r in rows] == [("tools-a", "3"), ("tools-b", "1")]
     listed = admin_json(broker, "topic", "list")
-    assert {t["topic"]: t["partitions"] for t in listed} == {"tools-a": 3, "tools-b": 1}
+    # The broker's internal offsets topic is listed too, as Kafka lists it.
+    assert {t["topic"]: t["partitions"] for t in listed} == {"tools-a": 3, "tools-b": 1, "__consumer_offsets": 50}
 
     text = admin(broker, "topic", "describe", "tools-a").stdout
     assert text.startswith("Topic: tools-a  TopicId: ")
@@ -104,7 +105,7 @@ def test_topic_subcommands(broker):
     assert "UNKNOWN_TOPIC_OR_PARTITION" in admin(broker, "topic", "delete", "tools-a", expect=1).stderr
     gone = admin_json(broker, "topic", "delete", "tools-a", "tools-b", "--if-exists")
     assert gone == {"deleted": ["tools-b"], "missing": ["tools-a"]}
-    assert admin_json(broker, "topic", "list") == []
+    assert admin_json(broker, "topic", "list", "--exclude-internal") == []
 
 
 def test_config_subcommands(broker):

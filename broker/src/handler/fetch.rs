@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use log_store::{LogError, VChannelId};
 use sluice_protocol::{RequestHeader, ResponseError, Splice};
 use sluice_raft::state::MetadataState;
 use tokio::sync::watch;
 
+use super::fetch_session::Reported;
 use super::{local_wal, route};
 use crate::broker::Broker;
 
@@ -34,6 +36,30 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> (FetchResponse, Vec<Splice>) {
+    let planned = broker.fetch_sessions.plan(&request, header.api_version);
+    broker
+        .metrics
+        .fetch_sessions
+        .set(broker.fetch_sessions.len() as i64);
+    let plan = match planned {
+        Ok(plan) => {
+            let kind = match (plan.session_id, &plan.reported) {
+                (0, _) => "full",
+                (_, None) => "session_full",
+                (_, Some(_)) => "incremental",
+            };
+            broker
+                .metrics
+                .fetch_requests
+                .with_label_values(&[kind])
+                .inc();
+            plan
+        }
+        Err(code) => {
+            broker.count_error("Fetch", code);
+            return (FetchResponse::default().with_error_code(code), Vec::new());
+        }
+    };
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -50,53 +76,88 @@ pub async fn handle(
         let mut total = 0usize;
         let mut any_error = false;
         let mut splices = Vec::new();
-        let mut topics = Vec::with_capacity(request.topics.len());
-        for topic in &request.topics {
-            let mut partitions = Vec::with_capacity(topic.partitions.len());
-            for p in &topic.partitions {
-                let (data, notifier, splice) =
-                    read_partition(broker, &state, topic.topic.as_str(), p, budget, total == 0);
-                splices.extend(splice);
-                let len = data.records.as_ref().map_or(0, Bytes::len);
-                if len > 0 {
-                    broker
-                        .metrics
-                        .bytes_out
-                        .with_label_values(&[topic.topic.as_str()])
-                        .inc_by(len as u64);
-                }
-                budget = budget.saturating_sub(len);
-                total += len;
-                any_error |= data.error_code != 0;
-                if let Some(mut n) = notifier {
-                    n.borrow_and_update();
-                    notifiers.push(n);
-                }
-                partitions.push(data);
+        let mut answered: Vec<(&str, PartitionData)> = Vec::with_capacity(plan.partitions.len());
+        for (i, (topic, p)) in plan.partitions.iter().enumerate() {
+            let (data, notifier, splice) =
+                read_partition(broker, &state, topic, p, budget, total == 0);
+            if let Some(mut n) = notifier {
+                n.borrow_and_update();
+                notifiers.push(n);
             }
-            topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(topic.topic.clone())
-                    .with_topic_id(topic.topic_id)
-                    .with_partitions(partitions),
-            );
+            let len = data.records.as_ref().map_or(0, Bytes::len);
+            // An incremental fetch leaves out partitions with nothing new to say (KIP-227).
+            if let Some(reported) = &plan.reported {
+                if len == 0
+                    && data.error_code == 0
+                    && reported[i].as_ref() == Some(&reported_of(&data))
+                {
+                    continue;
+                }
+            }
+            splices.extend(splice);
+            budget = budget.saturating_sub(len);
+            total += len;
+            any_error |= data.error_code != 0;
+            answered.push((topic.as_str(), data));
         }
         let now = Instant::now();
-        if total >= min_bytes || any_error || now >= deadline || notifiers.is_empty() {
-            let response = FetchResponse::default()
-                .with_responses(topics)
-                .with_session_id(0);
-            return (response, splices);
+        let done = total >= min_bytes || any_error || now >= deadline || notifiers.is_empty();
+        if done {
+            return (respond(broker, plan.session_id, answered), splices);
         }
         let changed =
             futures_util::future::select_all(notifiers.iter_mut().map(|n| Box::pin(n.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            let response = FetchResponse::default()
-                .with_responses(topics)
-                .with_session_id(0);
-            return (response, splices);
+            return (respond(broker, plan.session_id, answered), splices);
         }
     }
+}
+
+fn reported_of(data: &PartitionData) -> Reported {
+    Reported {
+        high_watermark: data.high_watermark,
+        last_stable_offset: data.last_stable_offset,
+        log_start_offset: data.log_start_offset,
+    }
+}
+
+/// The response for the partitions answered, grouped by topic in first-seen order; tells the
+/// session what its client now knows and counts the bytes sent.
+fn respond(
+    broker: &Broker,
+    session_id: i32,
+    answered: Vec<(&str, PartitionData)>,
+) -> FetchResponse {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut reported = Vec::with_capacity(answered.len());
+    for (topic, data) in answered {
+        let len = data.records.as_ref().map_or(0, Bytes::len);
+        if len > 0 {
+            broker
+                .metrics
+                .bytes_out
+                .with_label_values(&[topic])
+                .inc_by(len as u64);
+        }
+        if session_id != 0 && data.error_code == 0 {
+            reported.push((
+                (topic.to_string(), data.partition_index),
+                reported_of(&data),
+            ));
+        }
+        match topics.iter_mut().find(|t| t.topic.as_str() == topic) {
+            Some(t) => t.partitions.push(data),
+            None => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    broker.fetch_sessions.reported(session_id, reported);
+    FetchResponse::default()
+        .with_responses(topics)
+        .with_session_id(session_id)
 }
 
 /// Reads one partition; also returns the pchannel notifier to wait on when it is served here.

@@ -70,16 +70,28 @@ pub enum SnapshotError {
 }
 
 fn checksum(producers: &[StoredProducer]) -> u32 {
-    crc32fast::hash(serde_json::to_string(producers).unwrap_or_default().as_bytes())
+    crc32fast::hash(
+        serde_json::to_string(producers)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 /// Writes the state at `position` (which the caller made durable) into `dir`.
 pub fn save(dir: &Path, position: Position, states: &ProducerStates) -> Result<(), SnapshotError> {
     let producers = states.export();
-    let file = SnapshotFile { format: FORMAT, position: position.0, crc: checksum(&producers), producers };
+    let file = SnapshotFile {
+        format: FORMAT,
+        position: position.0,
+        crc: checksum(&producers),
+        producers,
+    };
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let io = |source| SnapshotError::Io { path: path.clone(), source };
+    let io = |source| SnapshotError::Io {
+        path: path.clone(),
+        source,
+    };
     let text = serde_json::to_vec(&file).expect("snapshot serializes");
     let mut f = fs::File::create(&tmp).map_err(io)?;
     f.write_all(&text).map_err(io)?;
@@ -97,7 +109,10 @@ pub fn load(dir: &Path) -> Result<Option<(Position, ProducerStates)>, SnapshotEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SnapshotError::Io { path, source }),
     };
-    let corrupt = |reason: String| SnapshotError::Corrupt { path: path.clone(), reason };
+    let corrupt = |reason: String| SnapshotError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
     let file: SnapshotFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
     if file.format != FORMAT {
         return Err(corrupt(format!("format {} is not {FORMAT}", file.format)));
@@ -105,12 +120,18 @@ pub fn load(dir: &Path) -> Result<Option<(Position, ProducerStates)>, SnapshotEr
     if checksum(&file.producers) != file.crc {
         return Err(corrupt("checksum mismatch".into()));
     }
-    Ok(Some((Position(file.position), ProducerStates::import(file.producers))))
+    Ok(Some((
+        Position(file.position),
+        ProducerStates::import(file.producers),
+    )))
 }
 
 /// The producer state of a freshly opened pchannel: the snapshot (if it is usable) plus the
 /// replay of every entry after it. Returns the state and how many entries were replayed.
-pub fn rebuild(log: &PChannel, snapshot: Option<(Position, ProducerStates)>) -> Result<(ProducerStates, u64), log_store::LogError> {
+pub fn rebuild(
+    log: &PChannel,
+    snapshot: Option<(Position, ProducerStates)>,
+) -> Result<(ProducerStates, u64), log_store::LogError> {
     // A snapshot past the end of the log describes entries that were lost: ignore it.
     let (mut position, mut states) = match snapshot {
         Some((p, s)) if p <= log.end_position() => (p, s),
@@ -120,7 +141,12 @@ pub fn rebuild(log: &PChannel, snapshot: Option<(Position, ProducerStates)>) -> 
     loop {
         let batch = log.scan(position, SCAN_BYTES)?;
         for scanned in &batch.entries {
-            replay_entry(&mut states, scanned.vchannel, &scanned.entry.payload, scanned.entry.first_offset);
+            replay_entry(
+                &mut states,
+                scanned.vchannel,
+                &scanned.entry.payload,
+                scanned.entry.first_offset,
+            );
             replayed += 1;
         }
         position = batch.next_position;
@@ -130,8 +156,15 @@ pub fn rebuild(log: &PChannel, snapshot: Option<(Position, ProducerStates)>) -> 
     }
 }
 
-fn replay_entry(states: &mut ProducerStates, vchannel: VChannelId, payload: &[u8], first_offset: i64) {
-    let Ok(h) = RecordBatchHeader::parse(payload) else { return };
+fn replay_entry(
+    states: &mut ProducerStates,
+    vchannel: VChannelId,
+    payload: &[u8],
+    first_offset: i64,
+) {
+    let Ok(h) = RecordBatchHeader::parse(payload) else {
+        return;
+    };
     if h.producer_id() < 0 || h.is_control() {
         return;
     }
@@ -152,7 +185,12 @@ mod tests {
     fn snapshot_round_trips_and_detects_damage() {
         let dir = tempfile::tempdir().unwrap();
         let mut states = ProducerStates::default();
-        let b = BatchSequence { first_seq: 0, last_seq: 4, first_offset: 10, last_offset: 14 };
+        let b = BatchSequence {
+            first_seq: 0,
+            last_seq: 4,
+            first_offset: 10,
+            last_offset: 14,
+        };
         states.record(VChannelId(3), 77, 2, b);
         states.commit();
         save(dir.path(), Position(4096), &states).unwrap();
@@ -161,11 +199,19 @@ mod tests {
         assert_eq!(loaded.export(), states.export());
 
         let path = dir.path().join(FILE_NAME);
-        let text = fs::read_to_string(&path).unwrap().replace("\"epoch\":2", "\"epoch\":3");
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"epoch\":2", "\"epoch\":3");
         fs::write(&path, text).unwrap();
-        assert!(matches!(load(dir.path()), Err(SnapshotError::Corrupt { .. })));
+        assert!(matches!(
+            load(dir.path()),
+            Err(SnapshotError::Corrupt { .. })
+        ));
         fs::write(&path, b"{ not json").unwrap();
-        assert!(matches!(load(dir.path()), Err(SnapshotError::Corrupt { .. })));
+        assert!(matches!(
+            load(dir.path()),
+            Err(SnapshotError::Corrupt { .. })
+        ));
         fs::remove_file(&path).unwrap();
         assert!(load(dir.path()).unwrap().is_none());
     }

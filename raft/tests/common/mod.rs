@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
@@ -54,6 +56,8 @@ pub struct Sim {
     pub global: BTreeMap<u64, (Option<Command>, Outcome)>,
     /// Outcomes of acknowledged proposals: (peer, proposal id) → outcome.
     pub acked: BTreeMap<(u64, u64), (u64, Outcome)>,
+    /// Entries a peer originated through another leader: (peer, request id) → outcome.
+    pub originated: BTreeMap<(u64, u64), (u64, Outcome)>,
     log: slog::Logger,
 }
 
@@ -92,6 +96,7 @@ impl Sim {
             groups: Vec::new(),
             global: BTreeMap::new(),
             acked: BTreeMap::new(),
+            originated: BTreeMap::new(),
             log,
         }
     }
@@ -158,6 +163,10 @@ impl Sim {
         }
         for a in out.applied {
             self.acked.insert((id, a.proposal), (a.index, a.outcome));
+        }
+        for a in out.originated {
+            self.originated
+                .insert((id, a.proposal), (a.index, a.outcome));
         }
         for m in out.messages {
             let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;

@@ -180,7 +180,13 @@ impl ProducerStates {
 
     /// Applies a batch read back from the log when the pchannel opens. Batches not newer than
     /// the producer's last one (a compaction copy met again) change nothing.
-    pub fn replay(&mut self, vchannel: VChannelId, producer_id: i64, epoch: i16, batch: BatchSequence) {
+    pub fn replay(
+        &mut self,
+        vchannel: VChannelId,
+        producer_id: i64,
+        epoch: i16,
+        batch: BatchSequence,
+    ) {
         let newer = self
             .entries
             .get(&(vchannel, producer_id))
@@ -197,11 +203,13 @@ impl ProducerStates {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .map(|((vchannel, producer_id), entry)| crate::streaming::producer_snapshot::StoredProducer {
-                vchannel: vchannel.0,
-                producer_id: *producer_id,
-                epoch: entry.epoch,
-                batches: entry.batches.iter().copied().collect(),
+            .map(|((vchannel, producer_id), entry)| {
+                crate::streaming::producer_snapshot::StoredProducer {
+                    vchannel: vchannel.0,
+                    producer_id: *producer_id,
+                    epoch: entry.epoch,
+                    batches: entry.batches.iter().copied().collect(),
+                }
             })
             .collect();
         out.sort_by_key(|p| (p.vchannel, p.producer_id));
@@ -209,15 +217,23 @@ impl ProducerStates {
     }
 
     /// The state a snapshot holds.
-    pub fn import(producers: Vec<crate::streaming::producer_snapshot::StoredProducer>) -> ProducerStates {
+    pub fn import(
+        producers: Vec<crate::streaming::producer_snapshot::StoredProducer>,
+    ) -> ProducerStates {
         let entries = producers
             .into_iter()
             .map(|p| {
-                let entry = ProducerEntry { epoch: p.epoch, batches: p.batches.into_iter().collect() };
+                let entry = ProducerEntry {
+                    epoch: p.epoch,
+                    batches: p.batches.into_iter().collect(),
+                };
                 ((VChannelId(p.vchannel), p.producer_id), entry)
             })
             .collect();
-        ProducerStates { entries, undo: HashMap::new() }
+        ProducerStates {
+            entries,
+            undo: HashMap::new(),
+        }
     }
 
     /// Keeps the changes of the current group.

@@ -1,0 +1,384 @@
+//! The group coordinator of this broker: finds a group's `__consumer_offsets` partition and
+//! whether this broker owns it, loads the groups of a partition from its log when the pchannel
+//! opens here, writes offset and group records durably, and expires sessions on a timer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log_store::VChannelId;
+use parking_lot::{Mutex, RwLock};
+use slog::{Logger, info, warn};
+use sluice_protocol::ResponseError as E;
+use tokio::sync::{oneshot, watch};
+
+use super::offsets::{self, GroupMetadataValue, OffsetsRecord};
+use super::state::{Group, GroupState};
+use super::{GroupError, OFFSETS_TOPIC, partition_for};
+use crate::broker::Broker;
+use crate::handler::{local_wal, route};
+use crate::streaming::Wal;
+use crate::streaming::wal::{Acks, AppendRequest, now_ms};
+
+/// How often sessions and rebalance timeouts are checked.
+const EXPIRY_TICK: Duration = Duration::from_millis(100);
+
+/// Bytes read per call while loading a partition.
+const LOAD_CHUNK: usize = 4 << 20;
+
+/// One group: its state under a lock never held across `.await`, and a lock that orders the
+/// group's writes to the log.
+pub struct GroupHandle {
+    /// The group's state.
+    pub group: Mutex<Group>,
+    /// Held while the group's records are appended, so the cache follows the log's order.
+    pub writes: tokio::sync::Mutex<()>,
+}
+
+/// Where a group lives: its `__consumer_offsets` partition, served here.
+#[derive(Clone)]
+pub struct Home {
+    /// The partition of `__consumer_offsets`.
+    pub partition: i32,
+    /// Its vchannel.
+    pub vchannel: u64,
+    /// The pchannel serving it on this broker.
+    pub wal: Arc<Wal>,
+}
+
+/// The groups whose offsets partitions this broker serves.
+pub struct GroupCoordinator {
+    groups: RwLock<HashMap<String, Arc<GroupHandle>>>,
+    /// Partition → term of the pchannel it was loaded at.
+    loaded: Mutex<HashMap<i32, u64>>,
+    loading: tokio::sync::Mutex<()>,
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_delay: Duration,
+    log: Logger,
+}
+
+impl GroupCoordinator {
+    /// A coordinator with no groups loaded yet.
+    pub fn new(initial_delay: Duration, log: Logger) -> GroupCoordinator {
+        GroupCoordinator {
+            groups: RwLock::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            initial_delay,
+            log,
+        }
+    }
+
+    /// The group's partition and the broker owning it, from the applied metadata.
+    /// `Err(COORDINATOR_NOT_AVAILABLE)` until `__consumer_offsets` exists and is assigned.
+    pub fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, i32), i16> {
+        let state = broker.cluster.state();
+        let topic = state
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(E::CoordinatorNotAvailable.code())?;
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let partition = partition_for(group_id, count);
+        let r = route(&state, OFFSETS_TOPIC, partition)
+            .map_err(|_| E::CoordinatorNotAvailable.code())?;
+        let leader = r.leader.ok_or(E::CoordinatorNotAvailable.code())?;
+        Ok((partition, leader))
+    }
+
+    /// Finds the group's home on this broker, loading its partition first if it was not loaded
+    /// at the pchannel's current term. NOT_COORDINATOR when another broker owns it.
+    pub async fn home(&self, broker: &Broker, group_id: &str) -> Result<Home, i16> {
+        if group_id.is_empty() {
+            return Err(E::InvalidGroupId.code());
+        }
+        let (partition, _) = Self::coordinator_of(broker, group_id)?;
+        self.home_of_partition(broker, partition).await
+    }
+
+    async fn home_of_partition(&self, broker: &Broker, partition: i32) -> Result<Home, i16> {
+        let state = broker.cluster.state();
+        let r = route(&state, OFFSETS_TOPIC, partition)
+            .map_err(|_| E::CoordinatorNotAvailable.code())?;
+        let wal = local_wal(broker, &r).map_err(|c| {
+            if c == E::LeaderNotAvailable.code() {
+                E::CoordinatorNotAvailable.code()
+            } else {
+                E::NotCoordinator.code()
+            }
+        })?;
+        let home = Home {
+            partition,
+            vchannel: r.vchannel,
+            wal,
+        };
+        if self.loaded.lock().get(&partition) != Some(&home.wal.term) {
+            let _guard = self.loading.lock().await;
+            if self.loaded.lock().get(&partition) != Some(&home.wal.term) {
+                self.load(&home).map_err(|e| {
+                    warn!(self.log, "loading __consumer_offsets partition failed";
+                        "partition" => partition, "error" => %e);
+                    E::CoordinatorLoadInProgress.code()
+                })?;
+                self.loaded.lock().insert(partition, home.wal.term);
+            }
+        }
+        Ok(home)
+    }
+
+    /// Loads every partition of `__consumer_offsets` served here (start-up and ListGroups).
+    pub async fn load_local(&self, broker: &Broker) {
+        let count = broker
+            .cluster
+            .state()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len());
+        for partition in 0..count {
+            let partition = partition as i32;
+            if self.home_of_partition(broker, partition).await.is_err() {
+                self.unload(partition);
+            }
+        }
+    }
+
+    /// Forgets the groups of a partition this broker no longer serves.
+    fn unload(&self, partition: i32) {
+        if self.loaded.lock().remove(&partition).is_some() {
+            let mut map = self.groups.write();
+            for h in map.values() {
+                let mut g = h.group.lock();
+                if g.partition == partition {
+                    g.shut_down(E::NotCoordinator.code());
+                }
+            }
+            map.retain(|_, h| h.group.lock().partition != partition);
+            info!(self.log, "unloaded __consumer_offsets partition"; "partition" => partition);
+        }
+    }
+
+    /// Rebuilds the groups of one partition by reading its log from the start.
+    fn load(&self, home: &Home) -> Result<(), GroupError> {
+        let started = Instant::now();
+        let vchannel = VChannelId(home.vchannel);
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let mut records = 0u64;
+        if let Some(st) = home.wal.log.vchannel_state(vchannel) {
+            let mut offset = st.log_start_offset;
+            while offset < st.log_end_offset {
+                let entries = home.wal.log.read(vchannel, offset, LOAD_CHUNK)?;
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in entries {
+                    offset = entry.last_offset + 1;
+                    let decoded = match offsets::decode_batch(&entry.payload) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
+                                "offset" => entry.first_offset, "error" => %e);
+                            continue;
+                        }
+                    };
+                    for record in decoded {
+                        records += 1;
+                        apply(&mut groups, record, home.partition, &self.log);
+                    }
+                }
+            }
+        }
+        let mut map = self.groups.write();
+        map.retain(|_, h| h.group.lock().partition != home.partition);
+        let count = groups.len();
+        for (id, group) in groups {
+            if group.is_blank() {
+                continue;
+            }
+            map.insert(
+                id,
+                Arc::new(GroupHandle {
+                    group: Mutex::new(group),
+                    writes: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        info!(self.log, "loaded __consumer_offsets partition"; "partition" => home.partition,
+            "term" => home.wal.term, "records" => records, "groups" => count,
+            "elapsed_ms" => started.elapsed().as_millis() as u64);
+        Ok(())
+    }
+
+    /// The group if it exists.
+    pub fn get(&self, group_id: &str) -> Option<Arc<GroupHandle>> {
+        self.groups.read().get(group_id).cloned()
+    }
+
+    /// The group, created empty if it does not exist.
+    pub fn get_or_create(&self, group_id: &str, home: &Home) -> Arc<GroupHandle> {
+        if let Some(h) = self.get(group_id) {
+            return h;
+        }
+        self.groups
+            .write()
+            .entry(group_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(GroupHandle {
+                    group: Mutex::new(Group::new(group_id, home.partition, &self.log)),
+                    writes: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
+    }
+
+    /// Every loaded group.
+    pub fn all(&self) -> Vec<Arc<GroupHandle>> {
+        self.groups.read().values().cloned().collect()
+    }
+
+    /// Forgets a group (after DeleteGroups wrote its tombstones).
+    pub fn remove(&self, group_id: &str) {
+        self.groups.write().remove(group_id);
+    }
+
+    /// Appends records to the group's partition and waits until they are durable.
+    pub async fn append(&self, home: &Home, records: &[OffsetsRecord]) -> Result<(), i16> {
+        let batches =
+            offsets::encode_batches(records, now_ms()).map_err(|_| E::UnknownServerError.code())?;
+        let (reply, receiver) = oneshot::channel();
+        home.wal.submit(AppendRequest {
+            vchannel: VChannelId(home.vchannel),
+            batches,
+            acks: Acks::Durable,
+            log_append_time: false,
+            reply,
+        });
+        match receiver.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(crate::streaming::interceptor::AppendError::TooLarge { .. })) => {
+                Err(E::InvalidCommitOffsetSize.code())
+            }
+            // Kafka maps storage and leadership failures of the offsets log to NOT_COORDINATOR:
+            // the client finds the coordinator again and retries.
+            Ok(Err(_)) | Err(_) => Err(E::NotCoordinator.code()),
+        }
+    }
+
+    /// Stores the group's metadata after a completed rebalance.
+    pub async fn store_group(&self, home: &Home, handle: &GroupHandle) -> Result<(), i16> {
+        let _writes = handle.writes.lock().await;
+        let record = {
+            let g = handle.group.lock();
+            OffsetsRecord::Group {
+                group: g.group_id.clone(),
+                value: Some(GroupMetadataValue {
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    generation: g.generation,
+                    protocol: g.protocol.clone(),
+                    leader: g.leader.clone(),
+                    current_state_timestamp: now_ms(),
+                }),
+            }
+        };
+        self.append(home, &[record]).await
+    }
+
+    /// Expires sessions and completes timed-out rebalances every [`EXPIRY_TICK`] until
+    /// shutdown; forgets groups left with nothing.
+    pub async fn run_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(EXPIRY_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let now = Instant::now();
+            let mut blank = Vec::new();
+            for handle in self.all() {
+                let mut g = handle.group.lock();
+                g.expire(now);
+                if g.is_blank() {
+                    blank.push(g.group_id.clone());
+                }
+            }
+            if !blank.is_empty() {
+                let mut map = self.groups.write();
+                for id in blank {
+                    if map.get(&id).is_some_and(|h| h.group.lock().is_blank()) {
+                        map.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one loaded record to the groups being rebuilt.
+fn apply(
+    groups: &mut BTreeMap<String, Group>,
+    record: OffsetsRecord,
+    partition: i32,
+    log: &Logger,
+) {
+    match record {
+        OffsetsRecord::Offset {
+            group,
+            topic,
+            partition: p,
+            value,
+        } => {
+            let g = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, partition, log));
+            match value {
+                Some(v) => {
+                    g.offsets.insert((topic, p), v);
+                }
+                None => {
+                    g.offsets.remove(&(topic, p));
+                }
+            }
+        }
+        OffsetsRecord::Group { group, value: None } => {
+            groups.remove(&group);
+        }
+        OffsetsRecord::Group {
+            group,
+            value: Some(v),
+        } => {
+            let g = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, partition, log));
+            // Members are not stored: after a move or restart they rejoin (their heartbeats get
+            // UNKNOWN_MEMBER_ID), so the group restarts Empty at its last generation.
+            g.state = GroupState::Empty;
+            g.generation = v.generation;
+            g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+            g.protocol = None;
+            g.leader = None;
+        }
+    }
+}
+
+/// Creates `__consumer_offsets` at start-up if it does not exist yet (`retention.ms=-1`: the
+/// log is the only copy of committed offsets until compaction exists). Failures are logged;
+/// FindCoordinator answers COORDINATOR_NOT_AVAILABLE until the topic exists.
+pub async fn ensure_offsets_topic(broker: &Broker, log: &Logger) {
+    if broker.cluster.state().topics.contains_key(OFFSETS_TOPIC) {
+        return;
+    }
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "-1".to_string());
+    let partitions = broker.config.offsets_topic_num_partitions;
+    match broker
+        .create_topic(OFFSETS_TOPIC, partitions, configs)
+        .await
+    {
+        Ok(_) => {
+            info!(log, "created internal topic"; "topic" => OFFSETS_TOPIC, "partitions" => partitions)
+        }
+        Err(crate::broker::CreateTopicError::AlreadyExists) => {}
+        Err(e) => {
+            warn!(log, "cannot create internal topic"; "topic" => OFFSETS_TOPIC, "error" => %e)
+        }
+    }
+}
