@@ -158,8 +158,14 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             .clone()
             .heartbeat(shutdown_rx.clone(), cluster_log.clone()),
     );
+    let expected: Vec<i32> = if config.voters.is_empty() {
+        vec![cluster.node_id()]
+    } else {
+        config.voters.iter().filter_map(|v| i32::try_from(v.node_id).ok()).collect()
+    };
     background.spawn(coord::run(
         cluster.clone(),
+        expected,
         shutdown_rx.clone(),
         logging.component("coordinator"),
     ));

@@ -40,7 +40,13 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
-        """Starts the process; restarts reuse the first start's port, as clients expect."""
+        """Starts the process and waits for its listener; restarts reuse the first start's
+        port, as clients expect."""
+        self.launch()
+        return self.wait_started()
+
+    def launch(self):
+        """Starts the process without waiting (brokers of one cluster wait for each other)."""
         self.port = None
         self.lines = []
         self._events = queue.Queue()
@@ -49,7 +55,7 @@ class Broker:
             "--data-dir", str(self.data_dir),
             "--listen", self.listen,
             "--metrics-listen", "127.0.0.1:0",
-            "--raft-listen", "127.0.0.1:0",
+            *([] if "--raft-listen" in self.extra_args else ["--raft-listen", "127.0.0.1:0"]),
             "--log-format", "json",
             # Small preallocated segments: 16 pchannels x 8 MiB per broker.
             "-o", "log.segment.bytes=8388608",
@@ -59,6 +65,10 @@ class Broker:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         threading.Thread(target=self._read_log, daemon=True).start()
+        return self
+
+    def wait_started(self):
+        """Waits for the line announcing the Kafka listener."""
         while self.port is None:
             try:
                 kind, value = self._events.get(timeout=START_TIMEOUT)
@@ -138,10 +148,10 @@ class Broker:
 def broker_factory(tmp_path):
     brokers = []
 
-    def make(extra_args=(), data_dir=None):
+    def make(extra_args=(), data_dir=None, start=True):
         b = Broker(data_dir or tmp_path / f"broker{len(brokers)}", extra_args)
         brokers.append(b)
-        return b.start()
+        return b.start() if start else b
 
     yield make
     for b in brokers:

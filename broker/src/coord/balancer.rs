@@ -16,8 +16,9 @@ fn last_owner(pc: &PChannelInfo) -> Option<i32> {
         .or_else(|| pc.history.iter().rev().find_map(|change| change.broker_id))
 }
 
-/// Commands that bring every pchannel's assignment in line with the live brokers.
-pub fn plan(state: &MetadataState, now_ms: i64) -> Vec<Command> {
+/// Commands that bring every pchannel's assignment in line with the live brokers; never-assigned
+/// pchannels are placed only when `place_new` (the cluster has formed).
+pub fn plan(state: &MetadataState, now_ms: i64, place_new: bool) -> Vec<Command> {
     let live: Vec<i32> = state.live_brokers(now_ms).map(|b| b.broker_id).collect();
     // (broker, pchannels, vchannels) per live broker.
     let mut load: Vec<(i32, u32, u64)> = live.iter().map(|&id| (id, 0, 0)).collect();
@@ -38,6 +39,7 @@ pub fn plan(state: &MetadataState, now_ms: i64) -> Vec<Command> {
             expected_term: pc.term,
         };
         match pc.state {
+            AssignmentState::Uninitialized if !place_new => {}
             AssignmentState::Uninitialized => {
                 let Some(target) = load.iter_mut().min_by_key(|l| (l.1, l.2, l.0)) else {
                     continue;
@@ -115,7 +117,8 @@ mod tests {
         for b in 1..=3 {
             register(&mut state, &mut index, b, 0);
         }
-        let commands = plan(&state, 1);
+        assert!(plan(&state, 1, false).is_empty(), "no placement before the cluster formed");
+        let commands = plan(&state, 1, true);
         assert_eq!(commands.len(), 6);
         apply_all(&mut state, &mut index, commands);
         for b in 1..=3 {
@@ -129,7 +132,7 @@ mod tests {
             );
         }
         assert!(
-            plan(&state, 2).is_empty(),
+            plan(&state, 2, true).is_empty(),
             "a balanced cluster needs no change"
         );
     }
@@ -139,11 +142,11 @@ mod tests {
         let (mut state, mut index) = cluster(4);
         register(&mut state, &mut index, 1, 0);
         register(&mut state, &mut index, 2, 0);
-        let commands = plan(&state, 1);
+        let commands = plan(&state, 1, true);
         apply_all(&mut state, &mut index, commands);
         // Broker 2 stops heartbeating; broker 1 renews its lease.
         register(&mut state, &mut index, 1, LEASE + 5);
-        let commands = plan(&state, LEASE + 10);
+        let commands = plan(&state, LEASE + 10, true);
         assert_eq!(commands.len(), 2);
         assert!(
             commands
@@ -152,13 +155,13 @@ mod tests {
         );
         apply_all(&mut state, &mut index, commands);
         assert!(
-            plan(&state, LEASE + 20).is_empty(),
+            plan(&state, LEASE + 20, true).is_empty(),
             "no other broker takes broker 2's data"
         );
         // Broker 2 comes back: its pchannels return to it at a new term.
         register(&mut state, &mut index, 2, LEASE + 30);
         let before: Vec<u64> = state.pchannels.iter().map(|pc| pc.term).collect();
-        let commands = plan(&state, LEASE + 31);
+        let commands = plan(&state, LEASE + 31, true);
         assert_eq!(commands.len(), 2);
         apply_all(&mut state, &mut index, commands);
         for (pc, old_term) in state.pchannels.iter().zip(before) {
