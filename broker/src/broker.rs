@@ -241,6 +241,7 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         "addr" => local.to_string(),
         "advertised" => format!("{}:{}", broker.advertised.0, broker.advertised.1),
         "data_dir" => broker.config.data_dir.display().to_string());
+    tasks.spawn(crate::observe::refresh_loop(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(server::serve(
         listener,
         broker.clone(),

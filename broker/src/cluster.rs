@@ -79,6 +79,11 @@ impl Cluster {
         self.store.propose(command).await
     }
 
+    /// The Raft group's status as this node sees it (term, leader, applied index).
+    pub fn raft_status(&self) -> sluice_raft::RaftStatus {
+        self.store.status()
+    }
+
     /// The Kafka cluster id, spelled as Kafka spells it: the UUID in URL-safe base64.
     pub fn cluster_id(&self, state: &MetadataState) -> String {
         use base64::Engine;

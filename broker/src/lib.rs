@@ -12,6 +12,7 @@ pub mod group;
 pub mod handler;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod producer_ids;
 pub mod server;
 pub mod streaming;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use slog::{Logger, warn};
@@ -44,6 +44,18 @@ pub struct Metrics {
     /// Fetch requests by kind: `full` (no session), `session_full` (opens a session),
     /// `incremental`.
     pub fetch_requests: IntCounterVec,
+    /// The metadata Raft group as this node sees it.
+    pub raft_term: IntGauge,
+    /// The Raft leader's node id (-1 while unknown).
+    pub raft_leader: IntGauge,
+    /// The applied index (the metadata version).
+    pub raft_applied_index: IntGauge,
+    /// Log end offset of each partition served here.
+    pub log_end_offset: IntGaugeVec,
+    /// Log start offset of each partition served here.
+    pub log_start_offset: IntGaugeVec,
+    /// Bytes of each partition served here.
+    pub partition_bytes: IntGaugeVec,
     /// Bytes written by one group commit, by pchannel.
     pub group_commit_bytes: HistogramVec,
     /// Time to write one group commit into the segment, by pchannel.
@@ -129,6 +141,20 @@ impl Metrics {
             "Incremental fetch sessions open",
         )
         .expect("valid metric");
+        let raft_term = IntGauge::new("sluice_raft_term", "Current term of the metadata Raft group").expect("valid metric");
+        let raft_leader =
+            IntGauge::new("sluice_raft_leader_id", "Node id of the metadata Raft leader, -1 while unknown")
+                .expect("valid metric");
+        let raft_applied_index =
+            IntGauge::new("sluice_raft_applied_index", "Applied index of the metadata Raft group (metadata version)")
+                .expect("valid metric");
+        let partition_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]).expect("valid metric")
+        };
+        let log_end_offset = partition_gauge("sluice_partition_log_end_offset", "Log end offset of a partition served here");
+        let log_start_offset =
+            partition_gauge("sluice_partition_log_start_offset", "Log start offset of a partition served here");
+        let partition_bytes = partition_gauge("sluice_partition_bytes", "Record-batch bytes of a partition served here");
         let fetch_requests = IntCounterVec::new(
             Opts::new(
                 "sluice_fetch_requests_total",
@@ -169,6 +195,12 @@ impl Metrics {
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
             Box::new(fetch_sessions.clone()),
+            Box::new(raft_term.clone()),
+            Box::new(raft_leader.clone()),
+            Box::new(raft_applied_index.clone()),
+            Box::new(log_end_offset.clone()),
+            Box::new(log_start_offset.clone()),
+            Box::new(partition_bytes.clone()),
             Box::new(fetch_requests.clone()),
             Box::new(group_commit_bytes.clone()),
             Box::new(append_latency.clone()),
@@ -203,6 +235,12 @@ impl Metrics {
             bytes_out,
             fetch_sessions,
             fetch_requests,
+            raft_term,
+            raft_leader,
+            raft_applied_index,
+            log_end_offset,
+            log_start_offset,
+            partition_bytes,
             group_commit_bytes,
             append_latency,
             fsync_latency,

@@ -3,6 +3,7 @@ without disturbing other connections."""
 
 import socket
 import struct
+import time
 import urllib.request
 
 from confluent_kafka.admin import AdminClient
@@ -143,6 +144,15 @@ def test_metrics_endpoint_counts_requests_and_records(broker):
     assert sum(v for k, v in m.items() if k.startswith("sluice_pchannel_group_commit_bytes_count")) >= 1
     assert m["sluice_connections_active"] >= 0
     assert m["sluice_process_resident_memory_bytes"] > 0
+    # State gauges are refreshed every 2 s: wait for the partition's log end offset to show.
+    key = 'sluice_partition_log_end_offset{partition="0",topic="metered"}'
+    deadline = time.time() + 10
+    while scrape(broker).get(key) != 10 and time.time() < deadline:
+        time.sleep(0.2)
+    m = scrape(broker)
+    assert m[key] == 10
+    assert m['sluice_partition_log_start_offset{partition="0",topic="metered"}'] == 0
+    assert m["sluice_raft_leader_id"] == 1 and m["sluice_raft_term"] >= 1 and m["sluice_raft_applied_index"] > 0
 
 
 def test_sigterm_shuts_down_cleanly(broker):
