@@ -161,7 +161,11 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     let expected: Vec<i32> = if config.voters.is_empty() {
         vec![cluster.node_id()]
     } else {
-        config.voters.iter().filter_map(|v| i32::try_from(v.node_id).ok()).collect()
+        config
+            .voters
+            .iter()
+            .filter_map(|v| i32::try_from(v.node_id).ok())
+            .collect()
     };
     background.spawn(coord::run(
         cluster.clone(),
@@ -241,7 +245,10 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
         "addr" => local.to_string(),
         "advertised" => format!("{}:{}", broker.advertised.0, broker.advertised.1),
         "data_dir" => broker.config.data_dir.display().to_string());
-    tasks.spawn(crate::observe::refresh_loop(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::observe::refresh_loop(
+        broker.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(server::serve(
         listener,
         broker.clone(),

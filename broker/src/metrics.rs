@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use slog::{Logger, warn};
 use tokio::net::TcpListener;
@@ -141,20 +141,36 @@ impl Metrics {
             "Incremental fetch sessions open",
         )
         .expect("valid metric");
-        let raft_term = IntGauge::new("sluice_raft_term", "Current term of the metadata Raft group").expect("valid metric");
-        let raft_leader =
-            IntGauge::new("sluice_raft_leader_id", "Node id of the metadata Raft leader, -1 while unknown")
-                .expect("valid metric");
-        let raft_applied_index =
-            IntGauge::new("sluice_raft_applied_index", "Applied index of the metadata Raft group (metadata version)")
-                .expect("valid metric");
+        let raft_term = IntGauge::new(
+            "sluice_raft_term",
+            "Current term of the metadata Raft group",
+        )
+        .expect("valid metric");
+        let raft_leader = IntGauge::new(
+            "sluice_raft_leader_id",
+            "Node id of the metadata Raft leader, -1 while unknown",
+        )
+        .expect("valid metric");
+        let raft_applied_index = IntGauge::new(
+            "sluice_raft_applied_index",
+            "Applied index of the metadata Raft group (metadata version)",
+        )
+        .expect("valid metric");
         let partition_gauge = |name: &str, help: &str| {
             IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]).expect("valid metric")
         };
-        let log_end_offset = partition_gauge("sluice_partition_log_end_offset", "Log end offset of a partition served here");
-        let log_start_offset =
-            partition_gauge("sluice_partition_log_start_offset", "Log start offset of a partition served here");
-        let partition_bytes = partition_gauge("sluice_partition_bytes", "Record-batch bytes of a partition served here");
+        let log_end_offset = partition_gauge(
+            "sluice_partition_log_end_offset",
+            "Log end offset of a partition served here",
+        );
+        let log_start_offset = partition_gauge(
+            "sluice_partition_log_start_offset",
+            "Log start offset of a partition served here",
+        );
+        let partition_bytes = partition_gauge(
+            "sluice_partition_bytes",
+            "Record-batch bytes of a partition served here",
+        );
         let fetch_requests = IntCounterVec::new(
             Opts::new(
                 "sluice_fetch_requests_total",

@@ -39,13 +39,25 @@ pub fn refresh(broker: &Broker) {
     m.partition_bytes.reset();
     for (name, topic) in state.topics.iter() {
         for index in 0..topic.partitions.len() as i32 {
-            let Ok(r) = route(&state, name, index) else { continue };
-            let Ok(wal) = local_wal(broker, &r) else { continue };
-            let Some(v) = wal.log.vchannel_state(VChannelId(r.vchannel)) else { continue };
+            let Ok(r) = route(&state, name, index) else {
+                continue;
+            };
+            let Ok(wal) = local_wal(broker, &r) else {
+                continue;
+            };
+            let Some(v) = wal.log.vchannel_state(VChannelId(r.vchannel)) else {
+                continue;
+            };
             let labels = [name.as_str(), &index.to_string()];
-            m.log_end_offset.with_label_values(&labels).set(v.log_end_offset);
-            m.log_start_offset.with_label_values(&labels).set(v.log_start_offset);
-            m.partition_bytes.with_label_values(&labels).set(v.payload_bytes as i64);
+            m.log_end_offset
+                .with_label_values(&labels)
+                .set(v.log_end_offset);
+            m.log_start_offset
+                .with_label_values(&labels)
+                .set(v.log_start_offset);
+            m.partition_bytes
+                .with_label_values(&labels)
+                .set(v.payload_bytes as i64);
         }
     }
 }

@@ -117,7 +117,10 @@ mod tests {
         for b in 1..=3 {
             register(&mut state, &mut index, b, 0);
         }
-        assert!(plan(&state, 1, false).is_empty(), "no placement before the cluster formed");
+        assert!(
+            plan(&state, 1, false).is_empty(),
+            "no placement before the cluster formed"
+        );
         let commands = plan(&state, 1, true);
         assert_eq!(commands.len(), 6);
         apply_all(&mut state, &mut index, commands);

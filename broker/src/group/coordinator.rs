@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use log_store::VChannelId;
@@ -44,14 +45,26 @@ pub struct Home {
     pub vchannel: u64,
     /// The pchannel serving it on this broker.
     pub wal: Arc<Wal>,
+    /// The load of the partition this home was found in; a write through a home whose load
+    /// was replaced is refused (its group handles are no longer the coordinator's).
+    pub load: u64,
 }
+
+/// Held from an append to `__consumer_offsets` until the cache shows it: while any is held, the
+/// partition is not (re)loaded, so a load never installs groups read from the log before a
+/// commit became durable over the cache that commit updated.
+pub type WriteFence<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 
 /// The groups whose offsets partitions this broker serves.
 pub struct GroupCoordinator {
     groups: RwLock<HashMap<String, Arc<GroupHandle>>>,
-    /// Partition → term of the pchannel it was loaded at.
-    loaded: Mutex<HashMap<i32, u64>>,
-    loading: tokio::sync::Mutex<()>,
+    /// Partition → (term of the pchannel it was loaded at, load number).
+    loaded: Mutex<HashMap<i32, (u64, u64)>>,
+    /// Written by loads and unloads, read by every append until its cache update (see
+    /// [`WriteFence`]).
+    loading: tokio::sync::RwLock<()>,
+    /// Numbers the loads.
+    loads: AtomicU64,
     /// `group.initial.rebalance.delay.ms`.
     pub initial_delay: Duration,
     log: Logger,
@@ -63,7 +76,8 @@ impl GroupCoordinator {
         GroupCoordinator {
             groups: RwLock::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
-            loading: tokio::sync::Mutex::new(()),
+            loading: tokio::sync::RwLock::new(()),
+            loads: AtomicU64::new(0),
             initial_delay,
             log,
         }
@@ -106,23 +120,54 @@ impl GroupCoordinator {
                 E::NotCoordinator.code()
             }
         })?;
-        let home = Home {
+        let mut home = Home {
             partition,
             vchannel: r.vchannel,
             wal,
+            load: 0,
         };
-        if self.loaded.lock().get(&partition) != Some(&home.wal.term) {
-            let _guard = self.loading.lock().await;
-            if self.loaded.lock().get(&partition) != Some(&home.wal.term) {
-                self.load(&home).map_err(|e| {
-                    warn!(self.log, "loading __consumer_offsets partition failed";
-                        "partition" => partition, "error" => %e);
-                    E::CoordinatorLoadInProgress.code()
-                })?;
-                self.loaded.lock().insert(partition, home.wal.term);
-            }
+        let current = |home: &Home| {
+            self.loaded
+                .lock()
+                .get(&partition)
+                .filter(|(term, _)| *term == home.wal.term)
+                .map(|(_, load)| *load)
+        };
+        if let Some(load) = current(&home) {
+            home.load = load;
+            return Ok(home);
         }
+        let _loading = self.loading.write().await;
+        if let Some(load) = current(&home) {
+            home.load = load;
+            return Ok(home);
+        }
+        self.load(&home).map_err(|e| {
+            warn!(self.log, "loading __consumer_offsets partition failed";
+                "partition" => partition, "error" => %e);
+            E::CoordinatorLoadInProgress.code()
+        })?;
+        home.load = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
+        self.loaded
+            .lock()
+            .insert(partition, (home.wal.term, home.load));
         Ok(home)
+    }
+
+    /// Shares the partition with other writers and excludes its loads until dropped; refused
+    /// with NOT_COORDINATOR when the partition was reloaded or unloaded since `home` was found.
+    pub async fn fence(&self, home: &Home) -> Result<WriteFence<'_>, i16> {
+        self.fence_at(home.partition, home.load).await
+    }
+
+    async fn fence_at(&self, partition: i32, load: u64) -> Result<WriteFence<'_>, i16> {
+        let fence = self.loading.read().await;
+        let loaded = self.loaded.lock().get(&partition).map(|(_, l)| *l);
+        if loaded == Some(load) {
+            Ok(fence)
+        } else {
+            Err(E::NotCoordinator.code())
+        }
     }
 
     /// Loads every partition of `__consumer_offsets` served here (start-up and ListGroups).
@@ -136,13 +181,17 @@ impl GroupCoordinator {
         for partition in 0..count {
             let partition = partition as i32;
             if self.home_of_partition(broker, partition).await.is_err() {
-                self.unload(partition);
+                self.unload(partition).await;
             }
         }
     }
 
     /// Forgets the groups of a partition this broker no longer serves.
-    fn unload(&self, partition: i32) {
+    async fn unload(&self, partition: i32) {
+        if !self.loaded.lock().contains_key(&partition) {
+            return;
+        }
+        let _loading = self.loading.write().await;
         if self.loaded.lock().remove(&partition).is_some() {
             let mut map = self.groups.write();
             for h in map.values() {
@@ -212,8 +261,13 @@ impl GroupCoordinator {
         self.groups.read().get(group_id).cloned()
     }
 
-    /// The group, created empty if it does not exist.
+    /// The group, created empty if it does not exist. A blank group stays while the returned
+    /// handle (or any other clone) is alive, see [`GroupCoordinator::expire`].
     pub fn get_or_create(&self, group_id: &str, home: &Home) -> Arc<GroupHandle> {
+        self.get_or_create_in(group_id, home.partition)
+    }
+
+    fn get_or_create_in(&self, group_id: &str, partition: i32) -> Arc<GroupHandle> {
         if let Some(h) = self.get(group_id) {
             return h;
         }
@@ -222,7 +276,7 @@ impl GroupCoordinator {
             .entry(group_id.to_string())
             .or_insert_with(|| {
                 Arc::new(GroupHandle {
-                    group: Mutex::new(Group::new(group_id, home.partition, &self.log)),
+                    group: Mutex::new(Group::new(group_id, partition, &self.log)),
                     writes: tokio::sync::Mutex::new(()),
                 })
             })
@@ -239,10 +293,16 @@ impl GroupCoordinator {
         self.groups.write().remove(group_id);
     }
 
-    /// Appends records to the group's partition and waits until they are durable.
-    pub async fn append(&self, home: &Home, records: &[OffsetsRecord]) -> Result<(), i16> {
+    /// Appends records to the group's partition and waits until they are durable. The caller
+    /// keeps the returned fence until its cache update is done.
+    pub async fn append(
+        &self,
+        home: &Home,
+        records: &[OffsetsRecord],
+    ) -> Result<WriteFence<'_>, i16> {
         let batches =
             offsets::encode_batches(records, now_ms()).map_err(|_| E::UnknownServerError.code())?;
+        let fence = self.fence(home).await?;
         let (reply, receiver) = oneshot::channel();
         home.wal.submit(AppendRequest {
             vchannel: VChannelId(home.vchannel),
@@ -252,7 +312,7 @@ impl GroupCoordinator {
             reply,
         });
         match receiver.await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => Ok(fence),
             Ok(Err(crate::streaming::interceptor::AppendError::TooLarge { .. })) => {
                 Err(E::InvalidCommitOffsetSize.code())
             }
@@ -278,7 +338,7 @@ impl GroupCoordinator {
                 }),
             }
         };
-        self.append(home, &[record]).await
+        self.append(home, &[record]).await.map(drop)
     }
 
     /// Expires sessions and completes timed-out rebalances every [`EXPIRY_TICK`] until
@@ -291,21 +351,33 @@ impl GroupCoordinator {
                 _ = ticker.tick() => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            let now = Instant::now();
-            let mut blank = Vec::new();
-            for handle in self.all() {
-                let mut g = handle.group.lock();
-                g.expire(now);
-                if g.is_blank() {
-                    blank.push(g.group_id.clone());
-                }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// One expiry tick: expires sessions, then forgets blank groups no request holds. A blank
+    /// group may be one an OffsetCommit just created and is writing to (generation -1, as
+    /// AdminClient's alterConsumerGroupOffsets sends): forgetting it then would leave the
+    /// acknowledged offsets in a handle nobody can find.
+    fn expire(&self, now: Instant) {
+        let mut blank = Vec::new();
+        for handle in self.all() {
+            let mut g = handle.group.lock();
+            g.expire(now);
+            if g.is_blank() {
+                blank.push(g.group_id.clone());
             }
-            if !blank.is_empty() {
-                let mut map = self.groups.write();
-                for id in blank {
-                    if map.get(&id).is_some_and(|h| h.group.lock().is_blank()) {
-                        map.remove(&id);
-                    }
+        }
+        if !blank.is_empty() {
+            // Under the write lock nobody can clone a handle out of the map, so a count of one
+            // means no request holds it now or can later.
+            let mut map = self.groups.write();
+            for id in blank {
+                if map
+                    .get(&id)
+                    .is_some_and(|h| Arc::strong_count(h) == 1 && h.group.lock().is_blank())
+                {
+                    map.remove(&id);
                 }
             }
         }
@@ -380,5 +452,74 @@ pub async fn ensure_offsets_topic(broker: &Broker, log: &Logger) {
         Err(e) => {
             warn!(log, "cannot create internal topic"; "topic" => OFFSETS_TOPIC, "error" => %e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::offsets::OffsetEntry;
+
+    fn coordinator() -> GroupCoordinator {
+        GroupCoordinator::new(Duration::ZERO, Logger::root(slog::Discard, slog::o!()))
+    }
+
+    fn committed(coordinator: &GroupCoordinator, group_id: &str) -> Option<i64> {
+        let handle = coordinator.get(group_id)?;
+        let g = handle.group.lock();
+        g.offsets.get(&("t".to_string(), 2)).map(|e| e.offset)
+    }
+
+    #[test]
+    fn an_expiry_tick_during_a_first_commit_keeps_the_group() {
+        let coordinator = coordinator();
+        // OffsetCommit with generation -1 (AdminClient's alterConsumerGroupOffsets) creates the
+        // group blank, then waits for its append to become durable...
+        let handle = coordinator.get_or_create_in("other", 3);
+        // ...while the expiry timer ticks...
+        coordinator.expire(Instant::now());
+        // ...and only then puts the acknowledged offset in the cache.
+        handle.group.lock().offsets.insert(
+            ("t".to_string(), 2),
+            OffsetEntry {
+                offset: 7,
+                leader_epoch: -1,
+                metadata: "m".into(),
+                commit_timestamp: 0,
+            },
+        );
+        drop(handle);
+        coordinator.expire(Instant::now());
+        assert_eq!(committed(&coordinator, "other"), Some(7));
+
+        // A blank group nobody holds is forgotten.
+        drop(coordinator.get_or_create_in("blank", 3));
+        coordinator.expire(Instant::now());
+        assert!(coordinator.get("blank").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_load_waits_for_writes_in_flight_and_fences_off_older_homes() {
+        let coordinator = coordinator();
+        coordinator.loaded.lock().insert(3, (1, 1));
+        let fence = coordinator.fence_at(3, 1).await.expect("current load");
+        // A commit is between its append and its cache update: no load of any partition may
+        // read the log and replace the groups now.
+        assert!(coordinator.loading.try_write().is_err());
+        drop(fence);
+        assert!(coordinator.loading.try_write().is_ok());
+        // The partition was reloaded: a write through a home found before is refused, since
+        // its handle is no longer the one OffsetFetch reads.
+        coordinator.loaded.lock().insert(3, (1, 2));
+        assert_eq!(
+            coordinator.fence_at(3, 1).await.err(),
+            Some(E::NotCoordinator.code())
+        );
+        assert!(coordinator.fence_at(3, 2).await.is_ok());
+        coordinator.loaded.lock().remove(&3);
+        assert_eq!(
+            coordinator.fence_at(3, 2).await.err(),
+            Some(E::NotCoordinator.code())
+        );
     }
 }

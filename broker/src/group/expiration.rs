@@ -75,7 +75,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>, log: 
                 })
                 .collect();
             match broker.groups.append(&home, &records).await {
-                Ok(()) => {
+                Ok(_fence) => {
                     let mut g = handle.group.lock();
                     for key in &stale {
                         g.offsets.remove(key);

@@ -42,14 +42,11 @@ pub async fn handle(
                 let mut problem = None;
                 for c in &resource.configs {
                     let key = c.name.to_string();
-                    match c.value.as_ref().map(|v| v.to_string()) {
-                        Some(value) => {
-                            if let Err(m) = topic_config::validate(&broker.config, &key, &value) {
-                                problem = Some((ResponseError::InvalidConfig, m));
-                            }
-                            set.insert(key, value);
+                    if let Some(value) = c.value.as_ref().map(|v| v.to_string()) {
+                        if let Err(m) = topic_config::validate(&broker.config, &key, &value) {
+                            problem = Some((ResponseError::InvalidConfig, m));
                         }
-                        None => {}
+                        set.insert(key, value);
                     }
                 }
                 match problem {

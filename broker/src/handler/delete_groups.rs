@@ -68,7 +68,7 @@ async fn delete(broker: &Broker, group_id: &str, log: &Logger) -> Result<(), i16
         });
         records
     };
-    broker.groups.append(&home, &records).await?;
+    let _fence = broker.groups.append(&home, &records).await?;
     {
         let mut g = handle.group.lock();
         if g.state != GroupState::Empty {

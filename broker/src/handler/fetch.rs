@@ -86,13 +86,12 @@ pub async fn handle(
             }
             let len = data.records.as_ref().map_or(0, Bytes::len);
             // An incremental fetch leaves out partitions with nothing new to say (KIP-227).
-            if let Some(reported) = &plan.reported {
-                if len == 0
-                    && data.error_code == 0
-                    && reported[i].as_ref() == Some(&reported_of(&data))
-                {
-                    continue;
-                }
+            if let Some(reported) = &plan.reported
+                && len == 0
+                && data.error_code == 0
+                && reported[i].as_ref() == Some(&reported_of(&data))
+            {
+                continue;
             }
             splices.extend(splice);
             budget = budget.saturating_sub(len);

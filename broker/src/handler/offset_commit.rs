@@ -9,6 +9,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use sluice_protocol::{RequestHeader, ResponseError};
 
 use crate::broker::Broker;
+use crate::group::GroupState;
 use crate::group::offsets::{OffsetEntry, OffsetsRecord};
 use crate::streaming::wal::now_ms;
 
@@ -86,16 +87,22 @@ pub async fn handle(
             .collect();
         if !records.is_empty() {
             let _writes = handle.writes.lock().await;
-            let written = broker.groups.append(home, &records).await;
+            // DeleteGroups removed the group while this commit waited: Kafka answers
+            // COORDINATOR_NOT_AVAILABLE so the client looks the group up again and retries.
+            let written = if handle.group.lock().state == GroupState::Dead {
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            } else {
+                broker.groups.append(home, &records).await
+            };
             let mut group = handle.group.lock();
             for (t, p, e) in planned.iter_mut() {
                 let Ok(entry) = e else { continue };
-                match written {
-                    Ok(()) => {
+                match &written {
+                    Ok(_fence) => {
                         let key = (request.topics[*t].name.to_string(), *p);
                         group.offsets.insert(key, entry.clone());
                     }
-                    Err(code) => *e = Err(code),
+                    Err(code) => *e = Err(*code),
                 }
             }
         }

@@ -66,10 +66,13 @@ pub async fn handle(
         }
     }
     if !records.is_empty() {
-        if let Err(code) = broker.groups.append(&home, &records).await {
-            broker.count_error("OffsetDelete", code);
-            return OffsetDeleteResponse::default().with_error_code(code);
-        }
+        let _fence = match broker.groups.append(&home, &records).await {
+            Ok(fence) => fence,
+            Err(code) => {
+                broker.count_error("OffsetDelete", code);
+                return OffsetDeleteResponse::default().with_error_code(code);
+            }
+        };
         let mut g = handle.group.lock();
         for r in &records {
             if let OffsetsRecord::Offset {

@@ -68,14 +68,13 @@ pub async fn reconcile(
                 }
             }
         }
-        if assignment == AssignmentState::Assigning {
-            if let Err(e) = cluster
+        if assignment == AssignmentState::Assigning
+            && let Err(e) = cluster
                 .propose(Command::ConfirmPChannel { pchannel, term })
                 .await
-            {
-                warn!(log, "confirming pchannel failed"; "pchannel" => pchannel, "term" => term, "error" => %e);
-                all_open = false;
-            }
+        {
+            warn!(log, "confirming pchannel failed"; "pchannel" => pchannel, "term" => term, "error" => %e);
+            all_open = false;
         }
     }
     apply_topics(node, config, state, log);
@@ -98,10 +97,10 @@ fn apply_topics(node: &StreamingNode, config: &Config, state: &MetadataState, lo
             };
             let vchannel = VChannelId(p.vchannel);
             let current = wal.log.vchannel_state(vchannel).map(|s| s.retention);
-            if current != Some(retention) {
-                if let Err(e) = wal.log.set_retention(vchannel, retention) {
-                    warn!(log, "setting retention failed"; "vchannel" => p.vchannel, "error" => %e);
-                }
+            if current != Some(retention)
+                && let Err(e) = wal.log.set_retention(vchannel, retention)
+            {
+                warn!(log, "setting retention failed"; "vchannel" => p.vchannel, "error" => %e);
             }
         }
     }

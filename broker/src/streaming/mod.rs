@@ -113,10 +113,10 @@ impl StreamingNode {
     /// Stops serving a pchannel: drains its writer, syncs and checkpoints it.
     pub fn close(&self, pchannel: u32) {
         let wal = self.wals.write().remove(&pchannel);
-        if let Some(wal) = wal {
-            if let Err(e) = wal.close() {
-                warn!(self.log, "closing pchannel failed"; "pchannel" => pchannel, "error" => %e);
-            }
+        if let Some(wal) = wal
+            && let Err(e) = wal.close()
+        {
+            warn!(self.log, "closing pchannel failed"; "pchannel" => pchannel, "error" => %e);
         }
     }
 

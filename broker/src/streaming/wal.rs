@@ -312,7 +312,7 @@ impl Writer {
             error!(self.logger, "append failed; partitions answered with an error"; "error" => %e);
             self.next_offsets.clear();
         }
-        let _ = self.publish.send_modify(|n| *n += 1);
+        self.publish.send_modify(|n| *n += 1);
         for ((_, result), request) in prepared.into_iter().zip(group.drain(..)) {
             let reply = match (&outcome, result) {
                 (Err(e), _) => Err(AppendError::Storage(e.to_string())),
