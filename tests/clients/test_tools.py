@@ -269,3 +269,137 @@ def test_bench_produce_consume_e2e(broker, tmp_path):
     assert e["latency_ms"]["count"] == 2000 and e["latency_ms"]["p50"] > 0
     assert any(sample["p99_ms"] is not None for sample in e["timeline"])
     assert svg.read_text().startswith("<svg") and "records/s" in svg.read_text()
+
+
+def committed(broker, group, topic, partitions):
+    """The group's committed offsets as librdkafka reads them (partition -> offset)."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def test_group_subcommands(broker_factory):
+    broker = broker_factory(["-o", "group.initial.rebalance.delay.ms=0"])
+    admin(broker, "topic", "create", "grp-t", "-p", 2)
+    admin(broker, "produce", "grp-t", "-p", 0, *[f"a{i}" for i in range(10)])
+    admin(broker, "produce", "grp-t", "-p", 1, *[f"b{i}" for i in range(6)])
+
+    # A librdkafka consumer joins group g1, reads everything and commits p0=7, p1=6.
+    c = Consumer({
+        "bootstrap.servers": broker.bootstrap, "group.id": "g1", "client.id": "grp-client",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+    })
+    c.subscribe(["grp-t"])
+    seen = 0
+    deadline = time.time() + 30
+    while seen < 16 and time.time() < deadline:
+        m = c.poll(1)
+        if m is not None and m.error() is None:
+            seen += 1
+    assert seen == 16
+    c.commit(offsets=[TopicPartition("grp-t", 0, 7), TopicPartition("grp-t", 1, 6)], asynchronous=False)
+
+    # While it is a member: describe shows it with its assignment; reset and delete refuse.
+    live = admin_json(broker, "group", "describe", "g1")
+    assert live["group"] == "g1" and live["state"] == "Stable" and live["protocol_type"] == "consumer"
+    assert live["protocol"] in ("range", "roundrobin", "cooperative-sticky")
+    [member] = live["members"]
+    # (Sluice reports an empty client host today; the field is there either way.)
+    assert member["client_id"] == "grp-client" and "host" in member and member["member_id"]
+    assert member["assignment"] == [{"topic": "grp-t", "partitions": [0, 1]}]
+    stable = admin_json(broker, "group", "list", "--state", "stable")
+    assert {"group": "g1", "state": "Stable", "protocol_type": "consumer"} in stable
+    refused = admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-earliest", "--execute", expect=1)
+    assert "NON_EMPTY_GROUP (68)" in refused.stderr and "inactive" in refused.stderr and "hint:" in refused.stderr
+    busy = admin(broker, "group", "delete", "g1", expect=1)
+    assert "delete group g1: NON_EMPTY_GROUP (68)" in busy.stderr and "hint:" in busy.stderr
+    c.close()
+
+    # Empty now: committed offsets against log ends.
+    desc = admin_json(broker, "group", "describe", "g1")
+    assert desc["state"] == "Empty" and desc["members"] == []
+    assert desc["offsets"] == [
+        {"topic": "grp-t", "partition": 0, "current_offset": 7, "log_end_offset": 10, "lag": 3},
+        {"topic": "grp-t", "partition": 1, "current_offset": 6, "log_end_offset": 6, "lag": 0},
+    ]
+    text = admin(broker, "group", "describe", "g1").stdout
+    assert text.startswith("Group: g1  State: Empty  ProtocolType: consumer")
+    assert table(text.split("\n\n", 1)[1]) == [
+        {"TOPIC": "grp-t", "PARTITION": "0", "CURRENT_OFFSET": "7", "LOG_END_OFFSET": "10", "LAG": "3"},
+        {"TOPIC": "grp-t", "PARTITION": "1", "CURRENT_OFFSET": "6", "LOG_END_OFFSET": "6", "LAG": "0"},
+    ]
+    rows = table(admin(broker, "group", "list").stdout)
+    assert {"GROUP": "g1", "STATE": "Empty", "PROTOCOL_TYPE": "consumer"} in rows
+    assert all(g["group"] != "g1" for g in admin_json(broker, "group", "list", "--state", "Stable"))
+
+    # Dry run: a plan, nothing committed.
+    plan = admin_json(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-earliest")
+    assert plan["executed"] is False
+    assert [(p["partition"], p["current_offset"], p["new_offset"]) for p in plan["partitions"]] == [(0, 7, 0), (1, 6, 0)]
+    dry = admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-offset", 4).stdout
+    assert "dry run" in dry and "--execute" in dry
+    assert table(dry.split("dry run")[0]) == [
+        {"TOPIC": "grp-t", "PARTITION": "0", "CURRENT_OFFSET": "7", "NEW_OFFSET": "4"},
+        {"TOPIC": "grp-t", "PARTITION": "1", "CURRENT_OFFSET": "6", "NEW_OFFSET": "4"},
+    ]
+    assert committed(broker, "g1", "grp-t", 2) == {0: 7, 1: 6}
+
+    # --execute commits; librdkafka sees the new offsets.
+    done = admin_json(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-offset", 4, "--execute")
+    assert done["executed"] is True
+    assert committed(broker, "g1", "grp-t", 2) == {0: 4, 1: 4}
+    out = admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-earliest", "--execute").stdout
+    assert "committed the new offsets for group g1" in out
+    assert committed(broker, "g1", "grp-t", 2) == {0: 0, 1: 0}
+    # Out-of-range offsets move to the nearest end; a time after every record means the log end.
+    clamp = admin_json(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-offset", 99)
+    assert [p["new_offset"] for p in clamp["partitions"]] == [10, 6]
+    past = admin_json(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-datetime", "2000-01-01T00:00:00Z")
+    assert [p["new_offset"] for p in past["partitions"]] == [0, 0]
+    admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-datetime", "2999-01-01T00:00:00Z", "--execute")
+    assert committed(broker, "g1", "grp-t", 2) == {0: 10, 1: 6}
+    assert admin_json(broker, "group", "describe", "g1")["offsets"][0]["lag"] == 0
+
+    # Usage errors exit 2.
+    assert admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", expect=2).stderr
+    assert admin(broker, "group", "reset-offsets", "g1", "--topic", "grp-t", "--to-latest", "--to-earliest", expect=2).stderr
+    assert "unknown group state" in admin(broker, "group", "list", "--state", "running", expect=2).stderr
+
+    # Delete: gone from the list; deleting it again is a Kafka error.
+    assert admin(broker, "group", "delete", "g1").stdout == "deleted g1\n"
+    assert all(g["group"] != "g1" for g in admin_json(broker, "group", "list"))
+    again = admin(broker, "group", "delete", "g1", expect=1)
+    assert "delete group g1: GROUP_ID_NOT_FOUND (69)" in again.stderr and "group list" in again.stderr
+
+
+def test_group_subcommands_ask_each_groups_coordinator(broker_factory):
+    from test_cluster import start_cluster
+
+    brokers = start_cluster(broker_factory)
+    first = brokers[0]
+    admin(first, "topic", "create", "grp-c", "-p", 3)
+    admin(first, "produce", "grp-c", "-p", 0, "x", "y", "z")
+    groups = [f"cg{i}" for i in range(8)]
+    for i, g in enumerate(groups):
+        c = Consumer({"bootstrap.servers": first.bootstrap, "group.id": g, "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("grp-c", 0, i % 4)], asynchronous=False)
+        c.close()
+
+    coordinators = set()
+    for i, g in enumerate(groups):
+        desc = admin_json(first, "group", "describe", g)
+        coordinators.add(desc["coordinator"])
+        assert desc["offsets"] == [
+            {"topic": "grp-c", "partition": 0, "current_offset": i % 4, "log_end_offset": 3, "lag": max(3 - i % 4, 0)}
+        ]
+    # The groups are spread over several coordinators, and every request found its own.
+    assert len(coordinators) > 1, coordinators
+    listed = {g["group"] for g in admin_json(first, "group", "list")}
+    assert set(groups) <= listed
+    admin(brokers[1], "group", "reset-offsets", "cg0", "--topic", "grp-c", "--to-latest", "--execute")
+    assert committed(first, "cg0", "grp-c", 1) == {0: 3}
+    assert admin(brokers[2], "group", "delete", *groups).stdout == f"deleted {', '.join(groups)}\n"
+    assert not set(groups) & {g["group"] for g in admin_json(first, "group", "list")}

@@ -303,6 +303,67 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Broker addresses from a metadata answer without topics.
+    pub async fn brokers(&mut self) -> Result<Vec<i32>, ToolError> {
+        let md = self.metadata(Some(&[]), false).await?;
+        let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The node id of the coordinator of `group` (FindCoordinator, retried while the
+    /// coordinator loads), with its address remembered for [`Cluster::broker`].
+    pub async fn coordinator(&mut self, group: &str) -> Result<i32, ToolError> {
+        use kafka_protocol::messages::FindCoordinatorRequest;
+        let v = self.bootstrap.version(ApiKey::FindCoordinator, (0, 4))?;
+        let key = StrBytes::from_string(group.to_owned());
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
+        } else {
+            FindCoordinatorRequest::default().with_key(key)
+        };
+        let mut attempts = 0;
+        loop {
+            let resp = self.bootstrap.send(&req, 4).await?;
+            let (code, msg, node, host, port) = if v >= 4 {
+                let Some(c) = resp.coordinators.first() else {
+                    return Err(ToolError::Protocol {
+                        addr: self.bootstrap.addr().to_owned(),
+                        detail: "FindCoordinator answered without a coordinator".into(),
+                    });
+                };
+                (
+                    c.error_code,
+                    c.error_message.as_ref().map(|m| m.to_string()),
+                    c.node_id.0,
+                    c.host.to_string(),
+                    c.port,
+                )
+            } else {
+                (
+                    resp.error_code,
+                    resp.error_message.as_ref().map(|m| m.to_string()),
+                    resp.node_id.0,
+                    resp.host.to_string(),
+                    resp.port,
+                )
+            };
+            // COORDINATOR_LOAD_IN_PROGRESS (14), COORDINATOR_NOT_AVAILABLE (15): retry.
+            if (code == 14 || code == 15) && attempts < 20 {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            crate::error::check(code, msg.as_deref(), || {
+                format!("find the coordinator of group {group}")
+            })?;
+            self.brokers.insert(node, format!("{host}:{port}"));
+            return Ok(node);
+        }
+    }
+}
+
 /// Accepts `host:port` or a bare `host` (port 9092), as Kafka's tools do.
 pub fn normalize_addr(addr: &str) -> Result<String, ToolError> {
     let first = addr.split(',').next().unwrap_or("").trim();

@@ -115,7 +115,7 @@ fn kafka_hint(code: i16) -> Option<&'static str> {
     Some(match code {
         1 => "the offset is outside the log; see `sluice-admin offsets TOPIC` for the valid range",
         3 => "the topic or partition does not exist; see `sluice-admin topic list`",
-        7 | 15 => "the request timed out on the broker; retry, or raise --timeout-ms",
+        7 => "the request timed out on the broker; retry, or raise --timeout-ms",
         10 => "the record is larger than the broker's message.max.bytes",
         17 => "topic names use only ASCII letters, digits, '.', '_' and '-' (at most 249)",
         36 => "the topic exists already; pass --if-not-exists to accept that",
@@ -125,6 +125,11 @@ fn kafka_hint(code: i16) -> Option<&'static str> {
             "see `sluice-admin config describe --topic TOPIC --all` for the keys and their values"
         }
         35 => "the broker does not serve the version this tool needs",
+        14..=16 => "the group coordinator is moving or loading; retry in a moment",
+        68 => {
+            "the group still has members; stop its consumers first (see `sluice-admin group describe GROUP`)"
+        }
+        69 => "no such group; see `sluice-admin group list`",
         _ => return None,
     })
 }

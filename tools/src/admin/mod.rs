@@ -2,6 +2,7 @@
 
 mod config;
 mod consume;
+mod group;
 mod offsets;
 mod produce;
 mod topic;
@@ -56,6 +57,64 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read records and print them as text or JSON lines.
     Consume(ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    #[command(subcommand)]
+    Group(GroupCmd),
+}
+
+/// `group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// List groups (on every broker) with their states.
+    List {
+        /// Only groups in this state: Empty, Stable, PreparingRebalance, CompletingRebalance
+        /// or Dead (any case).
+        #[arg(long, value_parser = group::canonical_state)]
+        state: Option<&'static str>,
+    },
+    /// Show a group's state, members and committed offsets with log end offsets and lag.
+    Describe {
+        /// Group id.
+        group: String,
+    },
+    /// Delete groups (they must have no members).
+    Delete {
+        /// Group ids.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Plan (default) or commit (--execute) new offsets for an inactive group on one topic.
+    ResetOffsets {
+        /// Group id.
+        group: String,
+        /// Topic whose partitions are reset (all of them).
+        #[arg(long)]
+        topic: String,
+        #[command(flatten)]
+        to: ResetTo,
+        /// Commit the new offsets (without it: a dry run that only prints the plan).
+        #[arg(long)]
+        execute: bool,
+    },
+}
+
+/// Where `group reset-offsets` moves the offsets.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTo {
+    /// The earliest offset of each partition.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// The log end offset of each partition.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// This offset (moved into the log's range when outside it).
+    #[arg(long, value_name = "N")]
+    pub to_offset: Option<i64>,
+    /// The first record at or after this time: YYYY-MM-DDTHH:MM:SS[.mmm]Z or ms since the
+    /// epoch (the log end when there is none).
+    #[arg(long, value_name = "TIME", value_parser = timestamp_ms)]
+    pub to_datetime: Option<i64>,
 }
 
 /// `topic ...`
@@ -261,6 +320,7 @@ async fn run(cli: &Cli) -> Result<(), ToolError> {
         Command::Config(cmd) => config::run(&mut cluster, cmd).await?,
         Command::Offsets(args) => offsets::run(&mut cluster, args).await?,
         Command::Produce(args) => produce::run(&mut cluster, args).await?,
+        Command::Group(cmd) => group::run(&mut cluster, cmd).await?,
         Command::Consume(args) => {
             return consume::run(&mut cluster, args, cli.json).await;
         }
@@ -349,5 +409,40 @@ mod tests {
         assert!(parse(&["produce", "t", "--acks", "2"]).is_err());
         assert!(parse(&["produce", "t", "-k", "k", "--key-separator", ":"]).is_err());
         assert!(parse(&["topic", "add-partitions", "t", "--count", "0"]).is_err());
+    }
+
+    #[test]
+    fn group_reset_needs_exactly_one_target() {
+        assert!(parse(&["group", "reset-offsets", "g", "--topic", "t"]).is_err());
+        assert!(
+            parse(&[
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "t",
+                "--to-earliest",
+                "--to-latest"
+            ])
+            .is_err()
+        );
+        let cli = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to-datetime",
+            "2024-01-02T03:04:05Z",
+            "--execute",
+        ])
+        .unwrap();
+        let Command::Group(GroupCmd::ResetOffsets { to, execute, .. }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(to.to_datetime, Some(1_704_164_645_000));
+        assert!(execute);
+        assert!(parse(&["group", "list", "--state", "nope"]).is_err());
+        assert!(parse(&["group", "delete"]).is_err());
     }
 }
