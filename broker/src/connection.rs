@@ -33,6 +33,7 @@ pub type ResponseSlot = oneshot::Receiver<Reply>;
 /// Serves one connection until the client closes it, a framing error occurs, or shutdown.
 pub async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
     log: Logger,
@@ -87,7 +88,7 @@ pub async fn serve(
             let broker = broker.clone();
             let log = log.clone();
             tokio::spawn(async move {
-                let response = dispatch::dispatch(&broker, &header, started, &log).await;
+                let response = dispatch::dispatch(&broker, &header, started, peer, &log).await;
                 let api = dispatch::api_name(header.api_key);
                 broker.metrics.requests.with_label_values(&[api]).inc();
                 broker

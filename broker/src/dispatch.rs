@@ -110,6 +110,7 @@ pub async fn dispatch(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     started: Started,
+    peer: std::net::SocketAddr,
     log: &Logger,
 ) -> Reply {
     let mut buf = BytesMut::new();
@@ -216,7 +217,7 @@ pub async fn dispatch(
         Request::JoinGroup(r) => encode(
             &mut buf,
             header,
-            &handler::join_group::handle(broker, header, r, log).await,
+            &handler::join_group::handle(broker, header, r, peer, log).await,
         ),
         Request::SyncGroup(r) => encode(
             &mut buf,

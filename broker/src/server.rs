@@ -54,7 +54,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let log = log.new(slog::o!("peer" => peer.to_string()));
         connections.spawn(async move {
-            connection::serve(stream, broker.clone(), shutdown, log).await;
+            connection::serve(stream, peer, broker.clone(), shutdown, log).await;
             broker.metrics.connections_active.dec();
             drop(permit);
         });

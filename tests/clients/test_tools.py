@@ -307,8 +307,8 @@ def test_group_subcommands(broker_factory):
     assert live["group"] == "g1" and live["state"] == "Stable" and live["protocol_type"] == "consumer"
     assert live["protocol"] in ("range", "roundrobin", "cooperative-sticky")
     [member] = live["members"]
-    # (Sluice reports an empty client host today; the field is there either way.)
-    assert member["client_id"] == "grp-client" and "host" in member and member["member_id"]
+    # The member's address, as Kafka's InetAddress.toString() spells it.
+    assert member["client_id"] == "grp-client" and member["host"] == "/127.0.0.1" and member["member_id"]
     assert member["assignment"] == [{"topic": "grp-t", "partitions": [0, 1]}]
     stable = admin_json(broker, "group", "list", "--state", "stable")
     assert {"group": "g1", "state": "Stable", "protocol_type": "consumer"} in stable

@@ -26,6 +26,8 @@ pub struct JoinRequest {
     pub group_instance_id: Option<String>,
     /// The client's `client.id`.
     pub client_id: String,
+    /// The address the member connects from.
+    pub client_host: String,
     /// `session.timeout.ms`.
     pub session_timeout: Duration,
     /// The rebalance timeout (v1+; the session timeout before).
@@ -202,7 +204,7 @@ impl Group {
                 member_id: member_id.to_string(),
                 group_instance_id: request.group_instance_id.clone(),
                 client_id: request.client_id.clone(),
-                client_host: String::new(),
+                client_host: request.client_host.clone(),
                 session_timeout: request.session_timeout,
                 rebalance_timeout: request.rebalance_timeout,
                 protocol_type: request.protocol_type.clone(),
@@ -213,6 +215,7 @@ impl Group {
                 heartbeat_deadline: now,
             });
         member.session_timeout = request.session_timeout;
+        member.client_host.clone_from(&request.client_host);
         member.rebalance_timeout = request.rebalance_timeout;
         member.protocols = request.protocols.clone();
         member.heartbeat_deadline = now + request.session_timeout;

@@ -160,6 +160,7 @@ mod tests {
             member_id: member_id.into(),
             group_instance_id: instance.map(String::from),
             client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
             session_timeout: SESSION,
             rebalance_timeout: REBALANCE,
             protocol_type: "consumer".into(),

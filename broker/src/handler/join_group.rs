@@ -18,6 +18,7 @@ pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: JoinGroupRequest,
+    peer: std::net::SocketAddr,
     _log: &Logger,
 ) -> JoinGroupResponse {
     let version = header.api_version;
@@ -40,6 +41,8 @@ pub async fn handle(
                     .as_ref()
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
+                // Kafka reports the member's address as InetAddress.toString() does.
+                client_host: format!("/{}", peer.ip()),
                 session_timeout,
                 rebalance_timeout,
                 protocol_type: request.protocol_type.to_string(),
