@@ -182,13 +182,8 @@ fn read_partition(
         Ok(r) => r,
         Err(code) => return fail(data, code),
     };
-    if p.current_leader_epoch >= 0 && p.current_leader_epoch != route.leader_epoch {
-        let code = if p.current_leader_epoch < route.leader_epoch {
-            ResponseError::FencedLeaderEpoch
-        } else {
-            ResponseError::UnknownLeaderEpoch
-        };
-        return fail(data, code.code());
+    if let Err(code) = route.check_leader_epoch(p.current_leader_epoch) {
+        return fail(data, code);
     }
     let wal = match local_wal(broker, &route) {
         Ok(w) => w,

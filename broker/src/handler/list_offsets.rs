@@ -38,15 +38,7 @@ pub fn handle(
                         .with_partition_index(p.partition_index);
                     let result = (|| {
                         let route = route(&state, topic.name.as_str(), p.partition_index)?;
-                        if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch != route.leader_epoch
-                        {
-                            return Err(if p.current_leader_epoch < route.leader_epoch {
-                                ResponseError::FencedLeaderEpoch.code()
-                            } else {
-                                ResponseError::UnknownLeaderEpoch.code()
-                            });
-                        }
+                        route.check_leader_epoch(p.current_leader_epoch)?;
                         let wal = local_wal(broker, &route)?;
                         lookup(&wal, VChannelId(route.vchannel), p.timestamp)
                             .map(|found| (found, route.leader_epoch))

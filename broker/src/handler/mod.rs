@@ -48,6 +48,21 @@ pub struct Route {
     pub leader_epoch: i32,
 }
 
+impl Route {
+    /// KIP-320: a request that names the leader epoch it expects gets FENCED_LEADER_EPOCH when
+    /// that epoch is older than the partition's and UNKNOWN_LEADER_EPOCH when it is newer; -1
+    /// skips the check.
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), i16> {
+        if current_leader_epoch < 0 || current_leader_epoch == self.leader_epoch {
+            Ok(())
+        } else if current_leader_epoch < self.leader_epoch {
+            Err(ResponseError::FencedLeaderEpoch.code())
+        } else {
+            Err(ResponseError::UnknownLeaderEpoch.code())
+        }
+    }
+}
+
 /// Finds a partition of a topic in the metadata, or the Kafka error that says why not.
 pub fn route(state: &MetadataState, topic: &str, partition: i32) -> Result<Route, i16> {
     let info = state
@@ -126,6 +141,26 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_epochs_are_checked_as_kip_320_says() {
+        let r = Route {
+            vchannel: 1,
+            pchannel: 0,
+            leader: Some(1),
+            leader_epoch: 5,
+        };
+        assert_eq!(r.check_leader_epoch(-1), Ok(()));
+        assert_eq!(r.check_leader_epoch(5), Ok(()));
+        assert_eq!(
+            r.check_leader_epoch(4),
+            Err(ResponseError::FencedLeaderEpoch.code())
+        );
+        assert_eq!(
+            r.check_leader_epoch(6),
+            Err(ResponseError::UnknownLeaderEpoch.code())
+        );
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {

@@ -32,15 +32,7 @@ pub fn handle(
                     let out = EpochEndOffset::default().with_partition(p.partition);
                     let result = (|| {
                         let route = route(&state, topic.topic.as_str(), p.partition)?;
-                        if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch != route.leader_epoch
-                        {
-                            return Err(if p.current_leader_epoch < route.leader_epoch {
-                                ResponseError::FencedLeaderEpoch.code()
-                            } else {
-                                ResponseError::UnknownLeaderEpoch.code()
-                            });
-                        }
+                        route.check_leader_epoch(p.current_leader_epoch)?;
                         let wal = local_wal(broker, &route)?;
                         epoch_end(
                             &wal,
