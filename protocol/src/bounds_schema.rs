@@ -611,6 +611,27 @@ static MESSAGES: &[Message] = &[
         // DurationFilter
         Field { kind: Kind::Int64, min: 1, max: 32767, tag: -1 },
     ] },
+    // WriteTxnMarkersRequest, valid 0-1, flexible 1+
+    Message { api_key: 27, flexible_from: 1, fields: &[
+        // Markers
+        Field { kind: Kind::Array(&Kind::Struct(&[
+            // ProducerId
+            Field { kind: Kind::Int64, min: 0, max: 32767, tag: -1 },
+            // ProducerEpoch
+            Field { kind: Kind::Int16, min: 0, max: 32767, tag: -1 },
+            // TransactionResult
+            Field { kind: Kind::Bool, min: 0, max: 32767, tag: -1 },
+            // Topics
+            Field { kind: Kind::Array(&Kind::Struct(&[
+                // Name
+                Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+                // PartitionIndexes
+                Field { kind: Kind::Array(&Kind::Int32), min: 0, max: 32767, tag: -1 },
+            ])), min: 0, max: 32767, tag: -1 },
+            // CoordinatorEpoch
+            Field { kind: Kind::Int32, min: 0, max: 32767, tag: -1 },
+        ])), min: 0, max: 32767, tag: -1 },
+    ] },
 ];
 
 /// The wire shape of requests of `api_key`, if generated.

@@ -35,6 +35,7 @@
 
 pub mod batch;
 pub mod bounds;
+pub mod control;
 mod bounds_schema;
 pub mod decompress;
 pub mod errors;

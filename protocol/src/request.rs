@@ -97,6 +97,7 @@ requests! {
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
     ListTransactions(ListTransactionsRequest),
+    WriteTxnMarkers(WriteTxnMarkersRequest),
 }
 
 impl Request {

@@ -19,7 +19,7 @@ use super::{GroupError, OFFSETS_TOPIC, partition_for};
 use crate::broker::Broker;
 use crate::handler::{local_wal, route};
 use crate::streaming::Wal;
-use crate::streaming::wal::{Acks, AppendRequest, now_ms};
+use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 
 /// How often sessions and rebalance timeouts are checked.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
@@ -309,6 +309,7 @@ impl GroupCoordinator {
             batches,
             acks: Acks::Durable,
             log_append_time: false,
+            origin: Origin::Coordinator,
             reply,
         });
         match receiver.await {

@@ -1,15 +1,17 @@
 //! Fetch: reads each partition's batches from its vchannel as slices of the segment maps and
 //! long-polls on the pchannels' publish notifiers until `min_bytes` are there or `max_wait_ms`
-//! passes. Fetch sessions (KIP-227) are declined with session id 0, so clients send full
-//! fetches; answers are complete either way.
+//! passes. `read_committed` fetches stop at the last stable offset and carry the aborted
+//! transactions overlapping what they return.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use log_store::{LogError, VChannelId};
 use sluice_protocol::{RequestHeader, ResponseError, Splice};
@@ -63,6 +65,7 @@ pub async fn handle(
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let read_committed = header.api_version >= 4 && request.isolation_level == 1;
     let max_bytes = if header.api_version >= 3 {
         request.max_bytes.max(0) as usize
     } else {
@@ -79,7 +82,7 @@ pub async fn handle(
         let mut answered: Vec<(&str, PartitionData)> = Vec::with_capacity(plan.partitions.len());
         for (i, (topic, p)) in plan.partitions.iter().enumerate() {
             let (data, notifier, splice) =
-                read_partition(broker, &state, topic, p, budget, total == 0);
+                read_partition(broker, &state, topic, p, budget, total == 0, read_committed);
             if let Some(mut n) = notifier {
                 n.borrow_and_update();
                 notifiers.push(n);
@@ -167,6 +170,7 @@ fn read_partition(
     p: &FetchPartition,
     budget: usize,
     first_with_data: bool,
+    read_committed: bool,
 ) -> (PartitionData, Option<watch::Receiver<u64>>, Option<Splice>) {
     let mut data = PartitionData::default()
         .with_partition_index(p.partition)
@@ -195,10 +199,14 @@ fn read_partition(
         .log
         .vchannel_state(vchannel)
         .map_or((0, 0), |s| (s.log_start_offset, s.log_end_offset));
+    let stable = wal.txns.lock().last_stable_offset(vchannel, log_end);
     data = data
         .with_high_watermark(log_end)
-        .with_last_stable_offset(log_end)
+        .with_last_stable_offset(stable)
         .with_log_start_offset(log_start);
+    if read_committed {
+        data = data.with_aborted_transactions(Some(Vec::new()));
+    }
     if p.fetch_offset < log_start || p.fetch_offset > log_end {
         return (
             data.with_error_code(ResponseError::OffsetOutOfRange.code()),
@@ -208,11 +216,30 @@ fn read_partition(
     }
     // KIP-74: the first partition with data returns at least one batch, whatever the limits.
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-    if p.fetch_offset == log_end || (limit == 0 && !first_with_data) {
+    // read_committed readers stop at the LSO: the batches of open transactions wait.
+    let visible_end = if read_committed { stable } else { log_end };
+    if p.fetch_offset >= visible_end || (limit == 0 && !first_with_data) {
         return (data, Some(notifier), None);
     }
     match wal.log.read(vchannel, p.fetch_offset, limit.max(1)) {
-        Ok(entries) => {
+        Ok(mut entries) => {
+            if read_committed {
+                entries.retain(|e| e.first_offset < visible_end);
+                if let Some(last) = entries.last() {
+                    let aborted = wal
+                        .txns
+                        .lock()
+                        .aborted_between(vchannel, p.fetch_offset, last.last_offset + 1)
+                        .into_iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    data = data.with_aborted_transactions(Some(aborted));
+                }
+            }
             let len: usize = entries.iter().map(|e| e.payload.len()).sum();
             let parts: Vec<Bytes> = entries.into_iter().map(|e| e.payload).collect();
             let (records, splice) = match parts.len() {

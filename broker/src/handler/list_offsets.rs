@@ -26,6 +26,8 @@ pub fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let state = broker.cluster.state();
+    // read_committed consumers' "latest" is the last stable offset (KIP-98).
+    let read_committed = header.api_version >= 2 && request.isolation_level == 1;
     let topics = request
         .topics
         .iter()
@@ -40,7 +42,7 @@ pub fn handle(
                         let route = route(&state, topic.name.as_str(), p.partition_index)?;
                         route.check_leader_epoch(p.current_leader_epoch)?;
                         let wal = local_wal(broker, &route)?;
-                        lookup(&wal, VChannelId(route.vchannel), p.timestamp)
+                        lookup(&wal, VChannelId(route.vchannel), p.timestamp, read_committed)
                             .map(|found| (found, route.leader_epoch))
                     })();
                     match result {
@@ -66,11 +68,19 @@ pub fn handle(
 }
 
 /// `(offset, timestamp)` for one query; `(-1, -1)` when no record has a timestamp ≥ the target.
-fn lookup(wal: &Wal, vchannel: VChannelId, timestamp: i64) -> Result<(i64, i64), i16> {
-    let (log_start, log_end) = wal
+fn lookup(
+    wal: &Wal,
+    vchannel: VChannelId,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), i16> {
+    let (log_start, mut log_end) = wal
         .log
         .vchannel_state(vchannel)
         .map_or((0, 0), |s| (s.log_start_offset, s.log_end_offset));
+    if read_committed {
+        log_end = wal.txns.lock().last_stable_offset(vchannel, log_end);
+    }
     match timestamp {
         EARLIEST => Ok((log_start, -1)),
         LATEST => Ok((log_end, -1)),

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::{local_wal, route, str_bytes};
 use crate::broker::Broker;
 use crate::streaming::interceptor::{AppendError, Limits, validate};
-use crate::streaming::wal::{Acks, AppendRequest, Appended};
+use crate::streaming::wal::{Acks, AppendRequest, Appended, Origin};
 use crate::topic_config::TopicConfig;
 
 /// A produce whose partitions were validated and queued on their pchannels, in the order the
@@ -77,6 +77,7 @@ pub fn submit(
                     batches: validated.batches,
                     acks,
                     log_append_time: config.log_append_time,
+                    origin: Origin::Client,
                     reply,
                 });
                 Ok(receiver)
@@ -161,6 +162,7 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
         AppendError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         AppendError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
+        AppendError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
         AppendError::NotServing => ResponseError::NotLeaderOrFollower.code(),
         AppendError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber.code(),
         AppendError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch.code(),

@@ -94,15 +94,16 @@ impl StreamingNode {
             warn!(logger, "producer state snapshot unusable; replaying the whole pchannel"; "error" => %e);
             None
         });
-        let (producers, replayed) = producer_snapshot::rebuild(&log, snapshot)?;
-        info!(logger, "producer state rebuilt"; "producers" => producers.len(), "replayed_entries" => replayed);
+        let (state, replayed) = producer_snapshot::rebuild(&log, snapshot)?;
+        info!(logger, "producer state rebuilt"; "producers" => state.producers.len(), "replayed_entries" => replayed);
         let metrics = wal::WalMetrics::new(&self.metrics, pchannel);
         let wal = Wal::start(
             pchannel,
             term,
             Arc::new(log),
             self.fsync_policy,
-            producers,
+            state.producers,
+            state.txns,
             metrics,
             logger,
         );

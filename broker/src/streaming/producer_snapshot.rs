@@ -1,14 +1,24 @@
-//! Durable idempotent-producer state: a snapshot file per pchannel, written by the writer at a
-//! durable log position, and the replay of the entries after it when the pchannel opens — so a
-//! batch retried across a broker restart is still recognised as a duplicate.
+//! Durable producer state: idempotent producers' sequences and the transaction stage's open and
+//! aborted transactions, in a snapshot file per pchannel written by the writer at a durable log
+//! position, and the replay of the entries after it when the pchannel opens — so a batch
+//! retried across a broker restart is still recognised as a duplicate, and `read_committed`
+//! readers still skip aborted transactions.
 //!
 //! File `producer-state.json` in the pchannel's directory, replaced atomically (write to a
 //! temporary file, fsync, rename, fsync the directory):
 //!
 //! ```text
-//! { "format": 1, "position": <log position>, "crc": <CRC-32 of the producers array text>,
+//! { "format": 2, "position": <log position>,
+//!   "crc": <CRC-32 of the producers array text followed by the txns array text>,
 //!   "producers": [ { "vchannel", "producer_id", "epoch", "batches": [ {first_seq, last_seq,
-//!   first_offset, last_offset}, ... ] }, ... ] }
+//!   first_offset, last_offset}, ... ] }, ... ],
+//!   "txns": [ { "vchannel", "txns": { "open": { "<producer id>": <first offset>, ... },
+//!   "aborted": [ {producer_id, first_offset, last_offset}, ... ] } }, ... ] }
+//! ```
+//!
+//! A format-1 file (before transactions) is not used: the pchannel is replayed from its start.
+//!
+//! ```text
 //! ```
 
 use std::fs;
@@ -20,10 +30,21 @@ use serde::{Deserialize, Serialize};
 use sluice_protocol::RecordBatchHeader;
 
 use super::interceptor::idempotence::{BatchSequence, ProducerStates, last_sequence};
+use super::interceptor::transaction::{StoredTxns, TxnIndex};
+use sluice_protocol::control::{Marker, parse_marker};
+
+/// What the writer of a pchannel rebuilds on open.
+#[derive(Debug, Default)]
+pub struct ProducerState {
+    /// Idempotent producers' sequences.
+    pub producers: ProducerStates,
+    /// Open and aborted transactions.
+    pub txns: TxnIndex,
+}
 
 /// The snapshot's file name inside the pchannel directory.
 pub const FILE_NAME: &str = "producer-state.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Payload bytes replayed per scan call.
 const SCAN_BYTES: usize = 8 << 20;
 
@@ -46,6 +67,8 @@ struct SnapshotFile {
     position: u64,
     crc: u32,
     producers: Vec<StoredProducer>,
+    #[serde(default)]
+    txns: Vec<StoredTxns>,
 }
 
 /// Why a snapshot was not used; the caller replays from the start of the log instead.
@@ -69,22 +92,27 @@ pub enum SnapshotError {
     },
 }
 
-fn checksum(producers: &[StoredProducer]) -> u32 {
-    crc32fast::hash(
-        serde_json::to_string(producers)
-            .unwrap_or_default()
-            .as_bytes(),
-    )
+fn checksum(producers: &[StoredProducer], txns: &[StoredTxns]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(serde_json::to_string(producers).unwrap_or_default().as_bytes());
+    hasher.update(serde_json::to_string(txns).unwrap_or_default().as_bytes());
+    hasher.finalize()
 }
 
 /// Writes the state at `position` (which the caller made durable) into `dir`.
-pub fn save(dir: &Path, position: Position, states: &ProducerStates) -> Result<(), SnapshotError> {
+pub fn save(
+    dir: &Path,
+    position: Position,
+    states: &ProducerStates,
+    txns: Vec<StoredTxns>,
+) -> Result<(), SnapshotError> {
     let producers = states.export();
     let file = SnapshotFile {
         format: FORMAT,
         position: position.0,
-        crc: checksum(&producers),
+        crc: checksum(&producers, &txns),
         producers,
+        txns,
     };
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
@@ -102,7 +130,7 @@ pub fn save(dir: &Path, position: Position, states: &ProducerStates) -> Result<(
 }
 
 /// Loads the snapshot in `dir`: `Ok(None)` when there is none.
-pub fn load(dir: &Path) -> Result<Option<(Position, ProducerStates)>, SnapshotError> {
+pub fn load(dir: &Path) -> Result<Option<(Position, ProducerState)>, SnapshotError> {
     let path = dir.join(FILE_NAME);
     let text = match fs::read(&path) {
         Ok(text) => text,
@@ -117,12 +145,15 @@ pub fn load(dir: &Path) -> Result<Option<(Position, ProducerStates)>, SnapshotEr
     if file.format != FORMAT {
         return Err(corrupt(format!("format {} is not {FORMAT}", file.format)));
     }
-    if checksum(&file.producers) != file.crc {
+    if checksum(&file.producers, &file.txns) != file.crc {
         return Err(corrupt("checksum mismatch".into()));
     }
     Ok(Some((
         Position(file.position),
-        ProducerStates::import(file.producers),
+        ProducerState {
+            producers: ProducerStates::import(file.producers),
+            txns: TxnIndex::import(file.txns),
+        },
     )))
 }
 
@@ -130,19 +161,19 @@ pub fn load(dir: &Path) -> Result<Option<(Position, ProducerStates)>, SnapshotEr
 /// replay of every entry after it. Returns the state and how many entries were replayed.
 pub fn rebuild(
     log: &PChannel,
-    snapshot: Option<(Position, ProducerStates)>,
-) -> Result<(ProducerStates, u64), log_store::LogError> {
+    snapshot: Option<(Position, ProducerState)>,
+) -> Result<(ProducerState, u64), log_store::LogError> {
     // A snapshot past the end of the log describes entries that were lost: ignore it.
-    let (mut position, mut states) = match snapshot {
+    let (mut position, mut state) = match snapshot {
         Some((p, s)) if p <= log.end_position() => (p, s),
-        _ => (Position(0), ProducerStates::default()),
+        _ => (Position(0), ProducerState::default()),
     };
     let mut replayed = 0;
     loop {
         let batch = log.scan(position, SCAN_BYTES)?;
         for scanned in &batch.entries {
             replay_entry(
-                &mut states,
+                &mut state,
                 scanned.vchannel,
                 &scanned.entry.payload,
                 scanned.entry.first_offset,
@@ -151,21 +182,36 @@ pub fn rebuild(
         }
         position = batch.next_position;
         if batch.at_end {
-            return Ok((states, replayed));
+            return Ok((state, replayed));
         }
     }
 }
 
-fn replay_entry(
-    states: &mut ProducerStates,
-    vchannel: VChannelId,
-    payload: &[u8],
-    first_offset: i64,
-) {
+/// Applies one stored batch to the state, as the writer did when it appended it. Batches a
+/// coordinator wrote (markers, transactional offsets) carry no sequence.
+fn replay_entry(state: &mut ProducerState, vchannel: VChannelId, payload: &[u8], first_offset: i64) {
     let Ok(h) = RecordBatchHeader::parse(payload) else {
         return;
     };
-    if h.producer_id() < 0 || h.is_control() {
+    if h.producer_id() < 0 {
+        return;
+    }
+    if h.is_transactional() {
+        match parse_marker(payload) {
+            Ok(Some(marker)) => {
+                let commit = marker == Marker::Commit;
+                state.txns.marker(vchannel, h.producer_id(), commit, first_offset);
+            }
+            Ok(None) => state.txns.data(vchannel, h.producer_id(), first_offset),
+            Err(_) => {}
+        }
+        state.txns.commit();
+    }
+    if h.is_control() || h.base_sequence() < 0 {
+        let _ = state
+            .producers
+            .coordinator_batch(vchannel, h.producer_id(), h.producer_epoch());
+        state.producers.commit();
         return;
     }
     let batch = BatchSequence {
@@ -174,7 +220,9 @@ fn replay_entry(
         first_offset,
         last_offset: first_offset + i64::from(h.last_offset_delta()),
     };
-    states.replay(vchannel, h.producer_id(), h.producer_epoch(), batch);
+    state
+        .producers
+        .replay(vchannel, h.producer_id(), h.producer_epoch(), batch);
 }
 
 #[cfg(test)]
@@ -193,10 +241,14 @@ mod tests {
         };
         states.record(VChannelId(3), 77, 2, b);
         states.commit();
-        save(dir.path(), Position(4096), &states).unwrap();
+        let mut txns = TxnIndex::default();
+        txns.data(VChannelId(3), 78, 20);
+        txns.commit();
+        save(dir.path(), Position(4096), &states, txns.export()).unwrap();
         let (position, loaded) = load(dir.path()).unwrap().unwrap();
         assert_eq!(position, Position(4096));
-        assert_eq!(loaded.export(), states.export());
+        assert_eq!(loaded.producers.export(), states.export());
+        assert_eq!(loaded.txns.last_stable_offset(VChannelId(3), 30), 20);
 
         let path = dir.path().join(FILE_NAME);
         let text = fs::read_to_string(&path)

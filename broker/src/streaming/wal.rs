@@ -12,16 +12,20 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use log_store::{EntryRef, LogError, PChannel, Term, VChannelId};
+use parking_lot::Mutex;
 use slog::{Logger, error, warn};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FsyncPolicy;
 
+use log_store::EntryFlags;
 use sluice_protocol::RecordBatchHeader;
+use sluice_protocol::control::Marker;
 
 use super::interceptor::idempotence::{
     BatchSequence, Check, ProducerStates, SequenceError, last_sequence,
 };
+use super::interceptor::transaction::TxnIndex;
 use super::interceptor::{self, AppendError, PreparedBatch};
 use super::producer_snapshot;
 
@@ -39,6 +43,16 @@ pub enum Acks {
     Durable,
 }
 
+/// Who writes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A producer: batches get the idempotence checks; control batches are refused.
+    Client,
+    /// A coordinator of this broker (group offsets, transaction state, transaction markers):
+    /// its batches carry no sequence numbers.
+    Coordinator,
+}
+
 /// One partition's share of a produce request.
 pub struct AppendRequest {
     /// The vchannel of the partition.
@@ -49,6 +63,8 @@ pub struct AppendRequest {
     pub acks: Acks,
     /// `message.timestamp.type=LogAppendTime` for this topic.
     pub log_append_time: bool,
+    /// Who writes the batches.
+    pub origin: Origin,
     /// Where the result goes.
     pub reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
@@ -91,6 +107,8 @@ pub struct Wal {
     pub term: u64,
     /// The log.
     pub log: Arc<PChannel>,
+    /// Open and aborted transactions of the vchannels, shared with the readers.
+    pub txns: Arc<Mutex<TxnIndex>>,
     queue: parking_lot::RwLock<Option<mpsc::UnboundedSender<AppendRequest>>>,
     published: watch::Receiver<u64>,
     writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
@@ -104,9 +122,12 @@ impl Wal {
         log: Arc<PChannel>,
         policy: FsyncPolicy,
         producers: ProducerStates,
+        txns: TxnIndex,
         metrics: WalMetrics,
         log_out: Logger,
     ) -> Arc<Wal> {
+        let txns = Arc::new(Mutex::new(txns));
+        let writer_txns = txns.clone();
         let (queue, requests) = mpsc::unbounded_channel();
         let (publish, published) = watch::channel(0u64);
         let writer_log = log.clone();
@@ -119,6 +140,7 @@ impl Wal {
                     policy,
                     next_offsets: HashMap::new(),
                     producers,
+                    txns: writer_txns,
                     last_snapshot: std::time::Instant::now(),
                     publish,
                     metrics,
@@ -131,6 +153,7 @@ impl Wal {
             pchannel,
             term,
             log,
+            txns,
             queue: parking_lot::RwLock::new(Some(queue)),
             published,
             writer: parking_lot::Mutex::new(Some(writer)),
@@ -174,11 +197,20 @@ enum Prepared {
 }
 
 /// `(producer_id, producer_epoch, first_sequence, last_sequence)` of each batch; within one
-/// request an idempotent producer's batches must follow each other.
-fn idempotence_headers(batches: &[Bytes]) -> Result<Vec<(i64, i16, i32, i32)>, AppendError> {
+/// request an idempotent producer's batches must follow each other. A client may not write
+/// control batches.
+fn idempotence_headers(
+    batches: &[Bytes],
+    origin: Origin,
+) -> Result<Vec<(i64, i16, i32, i32)>, AppendError> {
     let mut out = Vec::with_capacity(batches.len());
     for bytes in batches {
         let h = RecordBatchHeader::parse(bytes).map_err(|e| AppendError::Corrupt(e.to_string()))?;
+        if h.is_control() && origin == Origin::Client {
+            return Err(AppendError::InvalidRecord(
+                "control batches are written by the transaction coordinator only".into(),
+            ));
+        }
         let last_seq = last_sequence(h.base_sequence(), h.last_offset_delta());
         out.push((
             h.producer_id(),
@@ -186,6 +218,9 @@ fn idempotence_headers(batches: &[Bytes]) -> Result<Vec<(i64, i16, i32, i32)>, A
             h.base_sequence(),
             last_seq,
         ));
+    }
+    if origin == Origin::Coordinator {
+        return Ok(out);
     }
     for pair in out.windows(2) {
         let ((pid_a, epoch_a, _, last_a), (pid_b, epoch_b, first_b, _)) = (pair[0], pair[1]);
@@ -207,6 +242,8 @@ struct Writer {
     next_offsets: HashMap<VChannelId, i64>,
     /// Idempotent producers' sequences on this pchannel's vchannels.
     producers: ProducerStates,
+    /// The transaction stage's state, shared with the readers.
+    txns: Arc<Mutex<TxnIndex>>,
     /// When the producer state was last written to its snapshot.
     last_snapshot: std::time::Instant,
     publish: watch::Sender<u64>,
@@ -250,7 +287,12 @@ impl Writer {
                 return;
             }
         };
-        if let Err(e) = producer_snapshot::save(self.log.dir(), position, &self.producers) {
+        let txns = {
+            let mut txns = self.txns.lock();
+            txns.prune(|v| self.log.vchannel_state(v).map(|s| s.log_start_offset));
+            txns.export()
+        };
+        if let Err(e) = producer_snapshot::save(self.log.dir(), position, &self.producers, txns) {
             warn!(self.logger, "writing the producer state snapshot failed"; "error" => %e);
         }
     }
@@ -285,8 +327,14 @@ impl Writer {
         self.metrics.group_commit_bytes.observe(bytes as f64);
         drop(entries);
         match &written {
-            Ok(_) => self.producers.commit(),
-            Err(_) => self.producers.rollback(),
+            Ok(_) => {
+                self.producers.commit();
+                self.txns.lock().commit();
+            }
+            Err(_) => {
+                self.producers.rollback();
+                self.txns.lock().rollback();
+            }
         }
         let outcome = written.and_then(|outcome| {
             let needs_sync = group.iter().any(|r| r.acks == Acks::Durable);
@@ -337,10 +385,16 @@ impl Writer {
         }
     }
 
-    /// Runs one partition's batches through the idempotence and sequence stages.
+    /// Runs one partition's batches through the idempotence, sequence and transaction stages.
     fn intercept(&mut self, request: &AppendRequest, now_ms: i64) -> Result<Prepared, AppendError> {
-        let producers = idempotence_headers(&request.batches)?;
-        if let Some(&(producer_id, epoch, first_seq, last_seq)) = producers.first() {
+        let producers = idempotence_headers(&request.batches, request.origin)?;
+        if request.origin == Origin::Coordinator {
+            for &(producer_id, epoch, _, _) in &producers {
+                self.producers
+                    .coordinator_batch(request.vchannel, producer_id, epoch)
+                    .map_err(|e| AppendError::InvalidProducerEpoch(e.to_string()))?;
+            }
+        } else if let Some(&(producer_id, epoch, first_seq, last_seq)) = producers.first() {
             let checked = self
                 .producers
                 .check(request.vchannel, producer_id, epoch, first_seq, last_seq)
@@ -362,6 +416,26 @@ impl Writer {
         if let Some(last) = batches.last() {
             self.next_offsets
                 .insert(request.vchannel, last.last_offset + 1);
+        }
+        {
+            let mut txns = self.txns.lock();
+            for (batch, &(producer_id, ..)) in batches.iter().zip(&producers) {
+                match batch.marker {
+                    Some(marker) => txns.marker(
+                        request.vchannel,
+                        producer_id,
+                        marker == Marker::Commit,
+                        batch.base_offset,
+                    ),
+                    None if batch.flags.contains(EntryFlags::TRANSACTIONAL) => {
+                        txns.data(request.vchannel, producer_id, batch.base_offset)
+                    }
+                    None => {}
+                }
+            }
+        }
+        if request.origin == Origin::Coordinator {
+            return Ok(Prepared::Batches(batches));
         }
         for (batch, &(producer_id, epoch, first_seq, last_seq)) in batches.iter().zip(&producers) {
             let sequence = BatchSequence {

@@ -178,6 +178,40 @@ impl ProducerStates {
         }
     }
 
+    /// A batch written by a coordinator for `producer_id` (a transaction marker, transactional
+    /// offsets): it has no sequence, but its epoch must not be older than the producer's, and a
+    /// newer epoch (a fencing abort) becomes the producer's, so the fenced instance's later
+    /// batches are refused.
+    pub fn coordinator_batch(
+        &mut self,
+        vchannel: VChannelId,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), SequenceError> {
+        if producer_id < 0 {
+            return Ok(());
+        }
+        let key = (vchannel, producer_id);
+        let current = self.entries.get(&key).map(|e| e.epoch);
+        match current {
+            Some(current) if epoch < current => Err(SequenceError::InvalidEpoch {
+                producer_id,
+                epoch,
+                current,
+            }),
+            Some(current) if epoch == current => Ok(()),
+            _ => {
+                if !self.undo.contains_key(&key) {
+                    self.undo.insert(key, self.entries.get(&key).cloned());
+                }
+                let entry = self.entries.entry(key).or_default();
+                entry.epoch = epoch;
+                entry.batches.clear();
+                Ok(())
+            }
+        }
+    }
+
     /// Applies a batch read back from the log when the pchannel opens. Batches not newer than
     /// the producer's last one (a compaction copy met again) change nothing.
     pub fn replay(

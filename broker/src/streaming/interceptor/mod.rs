@@ -1,11 +1,12 @@
 //! The append pipeline of a pchannel, one stage per module, run in this order:
 //! validate (on the request's task, so CRC work spreads over cores) → idempotence and sequence
 //! (on the pchannel's writer thread, which owns the per-producer state and assigns offsets) →
-//! persist and publish (the writer's group commit, in `wal.rs`). The transaction stage (KIP-98)
-//! will slot in beside idempotence.
+//! transaction (open transactions, LSO, aborted index) → persist and publish (the writer's group
+//! commit, in `wal.rs`).
 
 pub mod idempotence;
 pub mod sequence;
+pub mod transaction;
 pub mod validate;
 
 pub use sequence::{PreparedBatch, prepare};
@@ -38,6 +39,9 @@ pub enum AppendError {
     /// An idempotent producer's epoch is older than the one on record (a fenced producer).
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
+    /// A batch a client may not write (a control batch).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// The pchannel is closing or no longer served here.
     #[error("the pchannel is not served by this broker")]
     NotServing,

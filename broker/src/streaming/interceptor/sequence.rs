@@ -6,6 +6,7 @@
 use bytes::{Bytes, BytesMut};
 use log_store::{EntryFlags, EntryRef, Term, VChannelId};
 use sluice_protocol::batch::{PREFIX_LEN, RecordBatchHeader, prefix, set_log_append_time};
+use sluice_protocol::control::{Marker, parse_marker};
 
 use super::AppendError;
 use crate::streaming::wal::AppendRequest;
@@ -24,6 +25,8 @@ pub struct PreparedBatch {
     pub max_timestamp: i64,
     /// Control / transactional flags.
     pub flags: EntryFlags,
+    /// What a transaction marker says; `None` for data batches.
+    pub marker: Option<Marker>,
 }
 
 impl PreparedBatch {
@@ -64,8 +67,10 @@ pub fn prepare(
         let base_offset = next_offset;
         let last_offset = base_offset + i64::from(header.last_offset_delta());
         let mut flags = EntryFlags::default();
+        let mut marker = None;
         if header.is_control() {
             flags = flags.union(EntryFlags::CONTROL);
+            marker = parse_marker(&bytes).map_err(|e| AppendError::Corrupt(e.to_string()))?;
         }
         if header.is_transactional() {
             flags = flags.union(EntryFlags::TRANSACTIONAL);
@@ -77,6 +82,7 @@ pub fn prepare(
             base_offset,
             last_offset,
             flags,
+            marker,
         });
         next_offset = last_offset + 1;
     }
