@@ -44,6 +44,8 @@ pub struct Broker {
     pub logging: Logging,
     /// The consumer-group coordinator.
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txns: crate::txn::TransactionCoordinator,
 }
 
 /// Why a topic could not be created.
@@ -217,6 +219,8 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     }
 
     let config_delay = config.group_initial_rebalance_delay;
+    let txn_max_timeout = config.transaction_max_timeout;
+    let txn_expiration = config.transactional_id_expiration;
     let broker = Arc::new(Broker {
         config,
         advertised,
@@ -231,6 +235,11 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
             config_delay,
             logging.component("group"),
         )),
+        txns: crate::txn::TransactionCoordinator::new(
+            txn_max_timeout,
+            txn_expiration,
+            logging.component("txn"),
+        ),
     });
     crate::group::coordinator::ensure_offsets_topic(&broker, &logging.component("group")).await;
     background.spawn(broker.groups.clone().run_expiry(shutdown_rx.clone()));
@@ -241,6 +250,14 @@ pub async fn run(config: Config, logging: Logging) -> anyhow::Result<()> {
     ));
     let loader = broker.clone();
     background.spawn(async move { loader.groups.load_local(&loader).await });
+    crate::txn::coordinator::ensure_txn_topic(&broker, &logging.component("txn")).await;
+    background.spawn(crate::txn::TransactionCoordinator::run_expiry(
+        broker.clone(),
+        broker.config.transaction_abort_interval,
+        shutdown_rx.clone(),
+    ));
+    let loader = broker.clone();
+    background.spawn(async move { loader.txns.load_local(&loader).await });
     info!(log, "kafka listener accepting";
         "addr" => local.to_string(),
         "advertised" => format!("{}:{}", broker.advertised.0, broker.advertised.1),

@@ -133,6 +133,15 @@ pub struct Config {
     /// `offsets.retention.check.interval.ms`: how often expired offsets (and offsets of deleted
     /// topics) are removed.
     pub offsets_retention_check_interval: Duration,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`.
+    pub transaction_state_num_partitions: u32,
+    /// `transaction.max.timeout.ms`: the largest transaction timeout a producer may ask for.
+    pub transaction_max_timeout: Duration,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
+    /// past their timeout are looked for and aborted.
+    pub transaction_abort_interval: Duration,
+    /// `transactional.id.expiration.ms`: how long an idle transactional id is remembered.
+    pub transactional_id_expiration: Duration,
 }
 
 /// A configuration key: its name, its default as written in a file, and what it does.
@@ -282,6 +291,26 @@ pub const KEYS: &[KeySpec] = &[
         default: "600000",
         doc: "how often expired offsets and offsets of deleted topics are removed",
     },
+    KeySpec {
+        name: "transaction.state.log.num.partitions",
+        default: "50",
+        doc: "partitions of __transaction_state, fixed when the broker first creates it",
+    },
+    KeySpec {
+        name: "transaction.max.timeout.ms",
+        default: "900000",
+        doc: "the largest transaction.timeout.ms a transactional producer may use",
+    },
+    KeySpec {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        default: "10000",
+        doc: "how often transactions open longer than their timeout are aborted",
+    },
+    KeySpec {
+        name: "transactional.id.expiration.ms",
+        default: "604800000",
+        doc: "how long the state of a transactional id without transactions is kept",
+    },
 ];
 
 impl Default for Config {
@@ -313,6 +342,10 @@ impl Default for Config {
             offsets_topic_num_partitions: 0,
             offsets_retention: Duration::ZERO,
             offsets_retention_check_interval: Duration::ZERO,
+            transaction_state_num_partitions: 0,
+            transaction_max_timeout: Duration::ZERO,
+            transaction_abort_interval: Duration::ZERO,
+            transactional_id_expiration: Duration::ZERO,
         };
         for key in KEYS {
             config
@@ -449,6 +482,22 @@ impl Config {
                 self.offsets_topic_num_partitions =
                     parse_range(v, 1, 10_000).map_err(|e| invalid(&e))?;
             }
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_num_partitions =
+                    parse_range(v, 1, 10_000).map_err(|e| invalid(&e))?;
+            }
+            "transaction.max.timeout.ms" => {
+                let ms: u64 = parse_range(v, 1, i32::MAX as u64).map_err(|e| invalid(&e))?;
+                self.transaction_max_timeout = Duration::from_millis(ms);
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
+                self.transaction_abort_interval = Duration::from_millis(ms);
+            }
+            "transactional.id.expiration.ms" => {
+                let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
+                self.transactional_id_expiration = Duration::from_millis(ms);
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
@@ -561,6 +610,18 @@ impl Config {
                     .offsets_retention_check_interval
                     .as_millis()
                     .to_string(),
+                "transaction.state.log.num.partitions" => {
+                    self.transaction_state_num_partitions.to_string()
+                }
+                "transaction.max.timeout.ms" => {
+                    self.transaction_max_timeout.as_millis().to_string()
+                }
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                    self.transaction_abort_interval.as_millis().to_string()
+                }
+                "transactional.id.expiration.ms" => {
+                    self.transactional_id_expiration.as_millis().to_string()
+                }
                 other => unreachable!("key {other} missing from Config::render"),
             };
             out.push_str(&format!("{} = {:?}\n", key.name, value));

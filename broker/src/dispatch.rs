@@ -42,6 +42,13 @@ pub const HANDLED_APIS: &[ApiKey] = &[
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
 ];
 
 /// The API's name as a metric label.
@@ -74,6 +81,13 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         _ => "other",
     }
 }
@@ -268,6 +282,41 @@ pub async fn dispatch(
             &mut buf,
             header,
             &handler::init_producer_id::handle(broker, header, r, log).await,
+        ),
+        Request::AddPartitionsToTxn(r) => encode(
+            &mut buf,
+            header,
+            &handler::add_partitions_to_txn::handle(broker, header, r).await,
+        ),
+        Request::AddOffsetsToTxn(r) => encode(
+            &mut buf,
+            header,
+            &handler::add_offsets_to_txn::handle(broker, header, r).await,
+        ),
+        Request::EndTxn(r) => encode(
+            &mut buf,
+            header,
+            &handler::end_txn::handle(broker, header, r).await,
+        ),
+        Request::TxnOffsetCommit(r) => encode(
+            &mut buf,
+            header,
+            &handler::txn_offset_commit::handle(broker, header, r).await,
+        ),
+        Request::WriteTxnMarkers(r) => encode(
+            &mut buf,
+            header,
+            &handler::write_txn_markers::handle(broker, header, r).await,
+        ),
+        Request::DescribeTransactions(r) => encode(
+            &mut buf,
+            header,
+            &handler::describe_transactions::handle(broker, header, r).await,
+        ),
+        Request::ListTransactions(r) => encode(
+            &mut buf,
+            header,
+            &handler::list_transactions::handle(broker, header, r).await,
         ),
         other => {
             // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.

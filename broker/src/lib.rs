@@ -17,5 +17,6 @@ pub mod producer_ids;
 pub mod server;
 pub mod streaming;
 pub mod topic_config;
+pub mod txn;
 
 pub use broker::run;

@@ -11,6 +11,8 @@ use log_store::VChannelId;
 use parking_lot::{Mutex, RwLock};
 use slog::{Logger, info, warn};
 use sluice_protocol::ResponseError as E;
+use sluice_protocol::RecordBatchHeader;
+use sluice_protocol::control::{Marker, parse_marker};
 use tokio::sync::{oneshot, watch};
 
 use super::offsets::{self, GroupMetadataValue, OffsetsRecord};
@@ -220,6 +222,20 @@ impl GroupCoordinator {
                 }
                 for entry in entries {
                     offset = entry.last_offset + 1;
+                    // Transactional offsets wait for their marker; a marker settles them.
+                    let (txn_producer, marker) = match RecordBatchHeader::parse(&entry.payload) {
+                        Ok(h) if h.is_transactional() => (
+                            Some(h.producer_id()),
+                            parse_marker(&entry.payload).ok().flatten(),
+                        ),
+                        _ => (None, None),
+                    };
+                    if let (Some(producer_id), Some(marker)) = (txn_producer, marker) {
+                        for g in groups.values_mut() {
+                            g.settle_txn(producer_id, marker == Marker::Commit);
+                        }
+                        continue;
+                    }
                     let decoded = match offsets::decode_batch(&entry.payload) {
                         Ok(d) => d,
                         Err(e) => {
@@ -230,7 +246,12 @@ impl GroupCoordinator {
                     };
                     for record in decoded {
                         records += 1;
-                        apply(&mut groups, record, home.partition, &self.log);
+                        match txn_producer {
+                            Some(producer_id) => {
+                                stash(&mut groups, record, producer_id, home.partition, &self.log)
+                            }
+                            None => apply(&mut groups, record, home.partition, &self.log),
+                        }
                     }
                 }
             }
@@ -302,6 +323,46 @@ impl GroupCoordinator {
     ) -> Result<WriteFence<'_>, i16> {
         let batches =
             offsets::encode_batches(records, now_ms()).map_err(|_| E::UnknownServerError.code())?;
+        self.append_batches(home, batches).await
+    }
+
+    /// Appends offsets committed inside a producer's transaction (TxnOffsetCommit). A fenced
+    /// producer's epoch is refused with INVALID_PRODUCER_EPOCH.
+    pub async fn append_txn(
+        &self,
+        home: &Home,
+        records: &[OffsetsRecord],
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<WriteFence<'_>, i16> {
+        let batches =
+            offsets::encode_txn_batches(records, now_ms(), producer_id, producer_epoch)
+                .map_err(|_| E::UnknownServerError.code())?;
+        self.append_batches(home, batches).await
+    }
+
+    /// Held while a transaction marker is written to an offsets partition and settled in the
+    /// cache, so no load runs in between.
+    pub async fn txn_fence(&self) -> WriteFence<'_> {
+        self.loading.read().await
+    }
+
+    /// A transaction marker was written to `partition`: the producer's pending offsets in the
+    /// groups of that partition become committed, or are dropped.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        for handle in self.all() {
+            let mut g = handle.group.lock();
+            if g.partition == partition {
+                g.settle_txn(producer_id, commit);
+            }
+        }
+    }
+
+    async fn append_batches(
+        &self,
+        home: &Home,
+        batches: Vec<bytes::Bytes>,
+    ) -> Result<WriteFence<'_>, i16> {
         let fence = self.fence(home).await?;
         let (reply, receiver) = oneshot::channel();
         home.wal.submit(AppendRequest {
@@ -316,6 +377,9 @@ impl GroupCoordinator {
             Ok(Ok(_)) => Ok(fence),
             Ok(Err(crate::streaming::interceptor::AppendError::TooLarge { .. })) => {
                 Err(E::InvalidCommitOffsetSize.code())
+            }
+            Ok(Err(crate::streaming::interceptor::AppendError::InvalidProducerEpoch(_))) => {
+                Err(E::InvalidProducerEpoch.code())
             }
             // Kafka maps storage and leadership failures of the offsets log to NOT_COORDINATOR:
             // the client finds the coordinator again and retries.
@@ -382,6 +446,31 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+}
+
+/// Keeps one loaded transactional offset record pending until its transaction's marker.
+fn stash(
+    groups: &mut BTreeMap<String, Group>,
+    record: OffsetsRecord,
+    producer_id: i64,
+    partition: i32,
+    log: &Logger,
+) {
+    if let OffsetsRecord::Offset {
+        group,
+        topic,
+        partition: p,
+        value: Some(v),
+    } = record
+    {
+        groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(&group, partition, log))
+            .pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .insert((topic, p), v);
     }
 }
 

@@ -84,7 +84,7 @@ pub enum OffsetsRecord {
     },
 }
 
-fn put_string(buf: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_string(buf: &mut BytesMut, s: Option<&str>) {
     match s {
         Some(s) => {
             let len = s.len().min(i16::MAX as usize);
@@ -95,7 +95,7 @@ fn put_string(buf: &mut BytesMut, s: Option<&str>) {
     }
 }
 
-fn get_string(buf: &mut Bytes) -> Result<Option<String>, GroupError> {
+pub(crate) fn get_string(buf: &mut Bytes) -> Result<Option<String>, GroupError> {
     if buf.remaining() < 2 {
         return Err(GroupError::CorruptRecord("string length"));
     }
@@ -237,22 +237,46 @@ impl OffsetsRecord {
 
 /// Encodes records as RecordBatch v2 batches, one record per batch.
 pub fn encode_batches(records: &[OffsetsRecord], timestamp: i64) -> Result<Vec<Bytes>, GroupError> {
+    let pairs: Vec<_> = records.iter().map(OffsetsRecord::encode).collect();
+    encode_records(&pairs, timestamp, None)
+}
+
+/// Encodes offsets committed inside a transaction (TxnOffsetCommit): transactional batches of
+/// the producer, without sequence numbers; they count once the transaction's commit marker
+/// follows them.
+pub fn encode_txn_batches(
+    records: &[OffsetsRecord],
+    timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<Vec<Bytes>, GroupError> {
+    let pairs: Vec<_> = records.iter().map(OffsetsRecord::encode).collect();
+    encode_records(&pairs, timestamp, Some((producer_id, producer_epoch)))
+}
+
+/// Encodes key/value records as RecordBatch v2 batches, one record per batch; transactional
+/// batches of `producer` when given.
+pub(crate) fn encode_records(
+    records: &[(Bytes, Option<Bytes>)],
+    timestamp: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Vec<Bytes>, GroupError> {
     let mut out = Vec::with_capacity(records.len());
-    for record in records {
-        let (key, value) = record.encode();
+    for (key, value) in records {
+        let (producer_id, producer_epoch) = producer.unwrap_or((NO_PRODUCER_ID, NO_PRODUCER_EPOCH));
         let record = Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: 0,
             sequence: -1,
             timestamp,
-            key: Some(key),
-            value,
+            key: Some(key.clone()),
+            value: value.clone(),
             headers: IndexMap::new(),
         };
         let mut buf = BytesMut::new();

@@ -168,6 +168,9 @@ pub struct Group {
     pub initial_delay_until: Option<Instant>,
     /// Committed offsets by (topic, partition).
     pub offsets: HashMap<(String, i32), OffsetEntry>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id; they move
+    /// to `offsets` when the transaction's commit marker is written, and vanish on abort.
+    pub pending_txn_offsets: HashMap<i64, HashMap<(String, i32), OffsetEntry>>,
     /// Logger with the group id.
     pub log: Logger,
 }
@@ -189,6 +192,7 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             offsets: HashMap::new(),
+            pending_txn_offsets: HashMap::new(),
             log: log.new(slog::o!("group" => group_id.to_string())),
         }
     }
@@ -261,7 +265,17 @@ impl Group {
             && self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()
+            && self.pending_txn_offsets.is_empty()
             && self.protocol_type.is_none()
+    }
+
+    /// Settles the offsets a producer's transaction committed in this group.
+    pub fn settle_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(pending) = self.pending_txn_offsets.remove(&producer_id)
+            && commit
+        {
+            self.offsets.extend(pending);
+        }
     }
 
     /// Topics the members subscribed to, from the `consumer` protocol's subscription metadata

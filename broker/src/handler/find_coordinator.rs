@@ -1,6 +1,6 @@
 //! FindCoordinator: the broker owning the `__consumer_offsets` partition of a group (key type
-//! 0), computed from the applied metadata; v0–v3 look up one key, v4 a batch. Transaction
-//! coordinators (key type 1) do not exist yet and are answered COORDINATOR_NOT_AVAILABLE.
+//! 0) or of the `__transaction_state` partition of a transactional id (key type 1), computed
+//! from the applied metadata; v0–v3 look up one key, v4 a batch.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -9,6 +9,7 @@ use sluice_protocol::{RequestHeader, ResponseError};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::GroupCoordinator;
+use crate::txn::TransactionCoordinator;
 
 /// `key_type` of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -81,31 +82,31 @@ pub fn handle(
 
 /// The coordinator's (node id, host, port), or the error code and message.
 fn lookup(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
-    match key_type {
-        KEY_TYPE_GROUP => {}
-        KEY_TYPE_TRANSACTION => {
-            return Err((
-                ResponseError::CoordinatorNotAvailable.code(),
-                "transactions are not supported by this broker yet".into(),
-            ));
-        }
+    let what = match key_type {
+        KEY_TYPE_GROUP => "group id",
+        KEY_TYPE_TRANSACTION => "transactional id",
         other => {
             return Err((
                 ResponseError::InvalidRequest.code(),
                 format!("unknown coordinator key type {other}"),
             ));
         }
-    }
+    };
     if key.is_empty() {
         return Err((
             ResponseError::InvalidRequest.code(),
-            "the group id is empty".into(),
+            format!("the {what} is empty"),
         ));
     }
-    let (_, leader) = GroupCoordinator::coordinator_of(broker, key).map_err(|code| {
+    let found = if key_type == KEY_TYPE_GROUP {
+        GroupCoordinator::coordinator_of(broker, key)
+    } else {
+        TransactionCoordinator::coordinator_of(broker, key)
+    };
+    let (_, leader) = found.map_err(|code| {
         (
             code,
-            "the __consumer_offsets partition of this group has no owner yet".to_string(),
+            format!("the internal partition of this {what} has no owner yet"),
         )
     })?;
     let state = broker.cluster.state();

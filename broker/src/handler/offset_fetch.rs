@@ -34,7 +34,8 @@ pub async fn handle(
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect::<Vec<_>>()
             });
-            let (code, answers) = fetch(broker, g.group_id.as_str(), wanted).await;
+            let (code, answers) =
+                fetch(broker, g.group_id.as_str(), wanted, request.require_stable).await;
             let topics = answers
                 .into_iter()
                 .map(|(topic, partitions)| {
@@ -71,7 +72,8 @@ pub async fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect::<Vec<_>>()
     });
-    let (code, answers) = fetch(broker, request.group_id.as_str(), wanted).await;
+    let require_stable = version >= 7 && request.require_stable;
+    let (code, answers) = fetch(broker, request.group_id.as_str(), wanted, require_stable).await;
     let topics = answers
         .into_iter()
         .map(|(topic, partitions)| {
@@ -116,11 +118,14 @@ fn values(entry: Option<OffsetEntry>) -> (i64, i32, String) {
     }
 }
 
-/// The group-level error code and, per topic, each partition's answer.
+/// The group-level error code and, per topic, each partition's answer. With `require_stable`
+/// (KIP-447, read_committed consumers) a partition with offsets pending in an open transaction
+/// gets UNSTABLE_OFFSET_COMMIT, and the client asks again.
 async fn fetch(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> (i16, BTreeMap<String, Vec<PartitionAnswer>>) {
     let mut out: BTreeMap<String, Vec<PartitionAnswer>> = BTreeMap::new();
     let code = match broker.groups.home(broker, group_id).await {
@@ -142,9 +147,16 @@ async fn fetch(
             for (topic, partitions) in wanted {
                 let entry = out.entry(topic.clone()).or_default();
                 for p in partitions {
-                    let committed = group
-                        .as_ref()
-                        .and_then(|g| g.offsets.get(&(topic.clone(), p)).cloned());
+                    let key = (topic.clone(), p);
+                    let unstable = require_stable
+                        && group.as_ref().is_some_and(|g| {
+                            g.pending_txn_offsets.values().any(|o| o.contains_key(&key))
+                        });
+                    if unstable {
+                        entry.push((p, None, sluice_protocol::ResponseError::UnstableOffsetCommit.code()));
+                        continue;
+                    }
+                    let committed = group.as_ref().and_then(|g| g.offsets.get(&key).cloned());
                     entry.push((p, committed, 0));
                 }
             }
