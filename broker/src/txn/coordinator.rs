@@ -26,6 +26,9 @@ use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 const LOAD_CHUNK: usize = 4 << 20;
 /// Longest pause between two attempts to write a transaction's remaining markers.
 const MAX_MARKER_BACKOFF: Duration = Duration::from_secs(5);
+/// How long EndTxn waits for the markers before it answers anyway (the decision is durable
+/// already; the markers keep being retried in the background).
+const END_TXN_WAIT: Duration = Duration::from_secs(5);
 
 /// One transactional id. Its state's lock is held across the durable write of each change, so
 /// the changes of one id happen one at a time and in log order.
@@ -232,13 +235,17 @@ impl TransactionCoordinator {
 
     /// Writes a state (or a tombstone) and waits until it is durable.
     async fn persist(&self, home: &Home, record: TxnRecord) -> Result<(), i16> {
+        self.persist_with(home, record, Acks::Durable).await
+    }
+
+    async fn persist_with(&self, home: &Home, record: TxnRecord, acks: Acks) -> Result<(), i16> {
         let batches =
             encode_batches(&[record], now_ms()).map_err(|_| E::UnknownServerError.code())?;
         let (reply, receiver) = oneshot::channel();
         home.wal.submit(AppendRequest {
             vchannel: VChannelId(home.vchannel),
             batches,
-            acks: Acks::Durable,
+            acks,
             log_append_time: false,
             origin: Origin::Coordinator,
             reply,
@@ -429,7 +436,10 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// EndTxn: makes the decision durable, answers, and writes the markers in the background.
+    /// EndTxn: makes the decision durable, writes the markers, and answers once they are
+    /// written (or after [`END_TXN_WAIT`], leaving them to the background): answering before
+    /// the markers, as Kafka does, sends the producer's next AddPartitionsToTxn into
+    /// CONCURRENT_TRANSACTIONS and a retry backoff.
     pub async fn end_txn(
         &self,
         broker: &Arc<Broker>,
@@ -460,7 +470,8 @@ impl TransactionCoordinator {
         self.store(&home, &next).await?;
         *t = next;
         drop(t);
-        tokio::spawn(complete(broker.clone(), handle));
+        let completing = tokio::spawn(complete(broker.clone(), handle));
+        let _ = tokio::time::timeout(END_TXN_WAIT, completing).await;
         Ok(())
     }
 
@@ -610,7 +621,18 @@ pub async fn complete(broker: Arc<Broker>, handle: Arc<TxnHandle>) {
             next.partitions.clear();
             next.start_ms = -1;
             next.last_update_ms = now_ms();
-            if broker.txns.store(&home, &next).await.is_ok() {
+            // Not synced: a crash before the next sync leaves the Prepare record last, and the
+            // next load writes the markers again, which changes nothing.
+            let record = TxnRecord {
+                transactional_id: next.transactional_id.clone(),
+                value: Some(next.clone()),
+            };
+            if broker
+                .txns
+                .persist_with(&home, record, Acks::Written)
+                .await
+                .is_ok()
+            {
                 *t = next;
                 return;
             }

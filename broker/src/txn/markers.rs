@@ -17,6 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use log_store::VChannelId;
 use sluice_protocol::ResponseError as E;
 use sluice_protocol::control::{Marker, encode_marker};
+use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -46,6 +47,7 @@ pub async fn write(
 ) -> Vec<((String, i32), Result<(), i16>)> {
     let state = broker.cluster.state();
     let mut out = Vec::with_capacity(partitions.len());
+    let mut local = Vec::new();
     let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, partition) in partitions {
         let key = (topic.clone(), *partition);
@@ -53,40 +55,52 @@ pub async fn write(
             Err(_) => out.push((key, Ok(()))),
             Ok(r) => match r.leader {
                 None => out.push((key, Err(E::LeaderNotAvailable.code()))),
-                Some(id) if id == broker.node_id() => {
-                    let result = write_local(
-                        broker,
-                        producer_id,
-                        producer_epoch,
-                        commit,
-                        coordinator_epoch,
-                        topic,
-                        *partition,
-                    )
-                    .await;
-                    out.push((key, result));
-                }
+                Some(id) if id == broker.node_id() => local.push(key),
                 Some(id) => remote.entry(id).or_default().push(key),
             },
         }
     }
-    if remote.is_empty() {
-        return out;
-    }
+    // Every partition's marker is written at once: those on different pchannels sync in
+    // parallel, those on one pchannel share its group commit.
+    let local_writes = join_all(local.into_iter().map(|key| async move {
+        let result = write_local(
+            broker,
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            &key.0,
+            key.1,
+        )
+        .await;
+        vec![(key, result)]
+    }));
     let endpoints = broker.cluster.live_brokers(&state);
-    for (id, keys) in remote {
-        let Some(endpoint) = endpoints.iter().find(|b| b.id == id) else {
-            out.extend(keys.into_iter().map(|k| (k, Err(E::BrokerNotAvailable.code()))));
-            continue;
-        };
-        let address = format!("{}:{}", endpoint.host, endpoint.port);
-        let request = request_for(producer_id, producer_epoch, commit, coordinator_epoch, &keys);
-        match tokio::time::timeout(REMOTE_TIMEOUT, send(&address, broker.node_id(), request)).await
-        {
-            Ok(Ok(response)) => out.extend(outcomes(&keys, &response)),
-            _ => out.extend(keys.into_iter().map(|k| (k, Err(E::NetworkException.code())))),
+    let remote_writes = join_all(remote.into_iter().map(|(id, keys)| {
+        let endpoint = endpoints.iter().find(|b| b.id == id);
+        let address = endpoint.map(|e| format!("{}:{}", e.host, e.port));
+        async move {
+            let Some(address) = address else {
+                return keys
+                    .into_iter()
+                    .map(|k| (k, Err(E::BrokerNotAvailable.code())))
+                    .collect::<Vec<_>>();
+            };
+            let request =
+                request_for(producer_id, producer_epoch, commit, coordinator_epoch, &keys);
+            let sent = send(&address, broker.node_id(), request);
+            match tokio::time::timeout(REMOTE_TIMEOUT, sent).await {
+                Ok(Ok(response)) => outcomes(&keys, &response),
+                _ => keys
+                    .into_iter()
+                    .map(|k| (k, Err(E::NetworkException.code())))
+                    .collect(),
+            }
         }
-    }
+    }));
+    let (locals, remotes) = futures_util::future::join(local_writes, remote_writes).await;
+    out.extend(locals.into_iter().flatten());
+    out.extend(remotes.into_iter().flatten());
     out
 }
 

@@ -141,6 +141,7 @@ mod tests {
             records_per_sec: 150.0,
             mib_per_sec: 0.15,
             latency_ms: None,
+            commit_latency_ms: None,
             timeline: vec![sample(1.0, 100, Some(4.0)), sample(2.0, 200, Some(6.0))],
         };
         write_svg(&path, &summary).unwrap();

@@ -67,6 +67,13 @@ pub struct Cli {
     /// Producer batch.size in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     pub batch_size: u64,
+    /// Idempotent producers (enable.idempotence=true; implies acks=all).
+    #[arg(long)]
+    pub idempotence: bool,
+    /// Transactional producers committing every N records (0: no transactions); commit
+    /// latency is reported separately. Implies --idempotence.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub transaction_size: u64,
     /// Producer threads, each with its own client.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
@@ -102,6 +109,15 @@ pub enum Mode {
 }
 
 impl Cli {
+    /// The producers' `acks`: idempotent and transactional producers need `all`.
+    pub fn acks_property(&self) -> &'static str {
+        if self.idempotence || self.transaction_size > 0 {
+            "all"
+        } else {
+            self.acks.property()
+        }
+    }
+
     /// The base librdkafka config every client of the run shares.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -235,6 +251,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
     bar.finish_and_clear();
 
     let c = &counters;
+    let commit_latency = produced
+        .as_ref()
+        .and_then(|p| Latency::of(&p.commit_latency));
     let (elapsed, latency, bytes, records) = match cli.mode {
         Mode::Produce => {
             let p = produced.expect("produce mode has producers");
@@ -272,7 +291,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         topic: cli.topic.clone(),
         partitions,
         record_size: cli.record_size,
-        acks: cli.acks.property().to_owned(),
+        acks: cli.acks_property().to_owned(),
         compression: cli.compression.clone(),
         producers: if cli.mode == Mode::Consume {
             0
@@ -293,6 +312,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         records_per_sec,
         mib_per_sec,
         latency_ms: latency,
+        commit_latency_ms: commit_latency,
         timeline: timeline.into_samples(),
     })
 }
@@ -433,6 +453,7 @@ mod tests {
             records_per_sec: 10.0,
             mib_per_sec: 0.0,
             latency_ms: None,
+            commit_latency_ms: None,
             timeline: Vec::new(),
         };
         assert_eq!(shortfall(&cli, &s), None);

@@ -49,6 +49,8 @@ pub struct Produced {
     pub elapsed: Duration,
     /// Send → acknowledgement, µs.
     pub latency: Histogram<u64>,
+    /// commit_transaction calls, µs (transactional runs).
+    pub commit_latency: Histogram<u64>,
 }
 
 /// The running producer threads.
@@ -67,6 +69,7 @@ impl Producers {
         let mut all = Produced {
             elapsed: Duration::ZERO,
             latency: new_histogram(),
+            commit_latency: new_histogram(),
         };
         for t in self.threads {
             let p = t
@@ -75,6 +78,9 @@ impl Producers {
             all.elapsed = all.elapsed.max(p.elapsed);
             all.latency
                 .add(&p.latency)
+                .expect("histograms share bounds");
+            all.commit_latency
+                .add(&p.commit_latency)
                 .expect("histograms share bounds");
         }
         Ok(all)
@@ -101,11 +107,17 @@ pub fn start(
     for i in 0..cli.producers {
         let mut config = cli.client_config();
         config
-            .set("acks", cli.acks.property())
+            .set("acks", cli.acks_property())
             .set("compression.type", &cli.compression)
             .set("linger.ms", cli.linger_ms.to_string())
             .set("batch.size", cli.batch_size.to_string())
-            .set("enable.idempotence", "false");
+            .set(
+                "enable.idempotence",
+                (cli.idempotence || cli.transaction_size > 0).to_string(),
+            );
+        if cli.transaction_size > 0 {
+            config.set("transactional.id", format!("sluice-bench-{run_id:x}-{i}"));
+        }
         let ctx = Delivery {
             start,
             counters: counters.clone(),
@@ -121,6 +133,7 @@ pub fn start(
         let topic = cli.topic.clone();
         let size = cli.record_size;
         let counters = counters.clone();
+        let transaction_size = cli.transaction_size;
         threads.push(std::thread::spawn(move || {
             let load = Load {
                 topic: &topic,
@@ -129,8 +142,26 @@ pub fn start(
                 rate,
                 deadline,
                 run_id,
+                transaction_size,
             };
-            produce_loop(&producer, &load, &counters, start)?;
+            let mut commit_latency = new_histogram();
+            if transaction_size > 0 {
+                producer
+                    .init_transactions(TXN_TIMEOUT)
+                    .context("initialising transactions")?;
+                producer
+                    .begin_transaction()
+                    .context("beginning a transaction")?;
+            }
+            produce_loop(&producer, &load, &counters, start, &mut commit_latency)?;
+            if transaction_size > 0 {
+                let began = Instant::now();
+                drain(&producer)?;
+                producer
+                    .commit_transaction(TXN_TIMEOUT)
+                    .context("committing the last transaction")?;
+                let _ = commit_latency.record(began.elapsed().as_micros() as u64);
+            }
             producer
                 .flush(Duration::from_secs(120))
                 .context("flushing the producer")?;
@@ -142,7 +173,11 @@ pub fn start(
                 .lock()
                 .expect("histogram lock")
                 .clone();
-            Ok(Produced { elapsed, latency })
+            Ok(Produced {
+                elapsed,
+                latency,
+                commit_latency,
+            })
         }));
     }
     Ok(Producers { threads })
@@ -156,6 +191,26 @@ struct Load<'a> {
     rate: f64,
     deadline: Option<Instant>,
     run_id: u64,
+    /// Records per transaction; 0 without transactions.
+    transaction_size: u64,
+}
+
+/// How long a transaction call may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until every record sent is acknowledged, serving delivery events as they come. The
+/// rdkafka crate's `flush` (which `commit_transaction` calls first) polls in 100 ms slices,
+/// which would dominate a small transaction's commit latency; the commit latency reported
+/// includes this wait.
+fn drain(producer: &BaseProducer<Delivery>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            bail!("records still unacknowledged after {TXN_TIMEOUT:?}");
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 fn produce_loop(
@@ -163,6 +218,7 @@ fn produce_loop(
     load: &Load<'_>,
     counters: &Counters,
     start: Instant,
+    commit_latency: &mut Histogram<u64>,
 ) -> anyhow::Result<()> {
     let Load {
         topic,
@@ -171,6 +227,7 @@ fn produce_loop(
         rate,
         deadline,
         run_id,
+        transaction_size,
     } = *load;
     // A fixed, not very compressible pattern; the first 16 bytes carry the send time and the
     // run id (e2e mode reads them).
@@ -209,7 +266,17 @@ fn produce_loop(
             }
         }
         Counters::add(&counters.sent, 1);
-        if sent % 64 == 0 {
+        if transaction_size > 0 && (sent + 1) % transaction_size == 0 && sent + 1 < records {
+            let began = Instant::now();
+            drain(producer)?;
+            producer
+                .commit_transaction(TXN_TIMEOUT)
+                .context("committing a transaction")?;
+            let _ = commit_latency.record(began.elapsed().as_micros() as u64);
+            producer
+                .begin_transaction()
+                .context("beginning a transaction")?;
+        } else if sent % 64 == 0 {
             producer.poll(Duration::ZERO);
         }
     }

@@ -174,6 +174,9 @@ pub struct Summary {
     pub mib_per_sec: f64,
     /// Produce: send → acknowledgement. E2E: send → consumed. Consume: none.
     pub latency_ms: Option<Latency>,
+    /// Transactional runs: commit_transaction's latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_latency_ms: Option<Latency>,
     pub timeline: Vec<Sample>,
 }
 
@@ -225,6 +228,15 @@ impl Summary {
         if let Some(l) = &self.latency_ms {
             t.row([
                 "latency ms",
+                &format!(
+                    "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                    l.p50, l.p99, l.p999, l.max
+                ),
+            ]);
+        }
+        if let Some(l) = &self.commit_latency_ms {
+            t.row([
+                "commit latency ms",
                 &format!(
                     "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
                     l.p50, l.p99, l.p999, l.max
