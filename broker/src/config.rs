@@ -142,6 +142,8 @@ pub struct Config {
     pub transaction_abort_interval: Duration,
     /// `transactional.id.expiration.ms`: how long an idle transactional id is remembered.
     pub transactional_id_expiration: Duration,
+    /// `producer.id.expiration.ms`: how long an idle idempotent producer's sequences are kept.
+    pub producer_id_expiration: Duration,
 }
 
 /// A configuration key: its name, its default as written in a file, and what it does.
@@ -311,6 +313,11 @@ pub const KEYS: &[KeySpec] = &[
         default: "604800000",
         doc: "how long the state of a transactional id without transactions is kept",
     },
+    KeySpec {
+        name: "producer.id.expiration.ms",
+        default: "86400000",
+        doc: "how long a partition keeps an idle idempotent producer's sequence numbers",
+    },
 ];
 
 impl Default for Config {
@@ -346,6 +353,7 @@ impl Default for Config {
             transaction_max_timeout: Duration::ZERO,
             transaction_abort_interval: Duration::ZERO,
             transactional_id_expiration: Duration::ZERO,
+            producer_id_expiration: Duration::ZERO,
         };
         for key in KEYS {
             config
@@ -498,6 +506,10 @@ impl Config {
                 let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
                 self.transactional_id_expiration = Duration::from_millis(ms);
             }
+            "producer.id.expiration.ms" => {
+                let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
+                self.producer_id_expiration = Duration::from_millis(ms);
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
@@ -622,6 +634,7 @@ impl Config {
                 "transactional.id.expiration.ms" => {
                     self.transactional_id_expiration.as_millis().to_string()
                 }
+                "producer.id.expiration.ms" => self.producer_id_expiration.as_millis().to_string(),
                 other => unreachable!("key {other} missing from Config::render"),
             };
             out.push_str(&format!("{} = {:?}\n", key.name, value));

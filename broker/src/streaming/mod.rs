@@ -23,6 +23,7 @@ pub struct StreamingNode {
     root: PathBuf,
     options: PChannelOptions,
     fsync_policy: FsyncPolicy,
+    producer_expiration: std::time::Duration,
     metrics: Arc<Metrics>,
     wals: RwLock<HashMap<u32, Arc<Wal>>>,
     log: Logger,
@@ -49,6 +50,7 @@ impl StreamingNode {
                 ..PChannelOptions::default()
             },
             fsync_policy: config.fsync_policy,
+            producer_expiration: config.producer_id_expiration,
             metrics,
             wals: RwLock::new(HashMap::new()),
             log,
@@ -102,6 +104,7 @@ impl StreamingNode {
             term,
             Arc::new(log),
             self.fsync_policy,
+            self.producer_expiration,
             state.producers,
             state.txns,
             metrics,

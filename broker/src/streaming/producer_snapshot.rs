@@ -59,6 +59,9 @@ pub struct StoredProducer {
     pub epoch: i16,
     /// Its last batches, oldest first.
     pub batches: Vec<BatchSequence>,
+    /// When it last wrote (ms since the epoch).
+    #[serde(default)]
+    pub last_append_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,6 +172,8 @@ pub fn rebuild(
         _ => (Position(0), ProducerState::default()),
     };
     let mut replayed = 0;
+    // Replayed producers count as active now: their expiry starts over.
+    state.producers.set_clock(super::wal::now_ms());
     loop {
         let batch = log.scan(position, SCAN_BYTES)?;
         for scanned in &batch.entries {

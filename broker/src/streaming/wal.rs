@@ -121,6 +121,7 @@ impl Wal {
         term: u64,
         log: Arc<PChannel>,
         policy: FsyncPolicy,
+        producer_expiration: std::time::Duration,
         producers: ProducerStates,
         txns: TxnIndex,
         metrics: WalMetrics,
@@ -138,6 +139,8 @@ impl Wal {
                     log: writer_log,
                     term: Term(term),
                     policy,
+                    producer_expiration_ms: i64::try_from(producer_expiration.as_millis())
+                        .unwrap_or(i64::MAX),
                     next_offsets: HashMap::new(),
                     producers,
                     txns: writer_txns,
@@ -238,6 +241,8 @@ struct Writer {
     log: Arc<PChannel>,
     term: Term,
     policy: FsyncPolicy,
+    /// `producer.id.expiration.ms`.
+    producer_expiration_ms: i64,
     /// Next offset of each vchannel written here, cached from the log.
     next_offsets: HashMap<VChannelId, i64>,
     /// Idempotent producers' sequences on this pchannel's vchannels.
@@ -290,6 +295,12 @@ impl Writer {
         let txns = {
             let mut txns = self.txns.lock();
             txns.prune(|v| self.log.vchannel_state(v).map(|s| s.log_start_offset));
+            let expired = self.producers.expire(now_ms(), self.producer_expiration_ms, |v, p| {
+                txns.is_open(v, p)
+            });
+            if expired > 0 {
+                slog::info!(self.logger, "idle producers' sequence state expired"; "producers" => expired);
+            }
             txns.export()
         };
         if let Err(e) = producer_snapshot::save(self.log.dir(), position, &self.producers, txns) {
@@ -300,6 +311,7 @@ impl Writer {
     /// Runs one group through the interceptors, writes it, syncs once if needed, answers.
     fn commit(&mut self, group: &mut Vec<AppendRequest>) {
         let now_ms = now_ms();
+        self.producers.set_clock(now_ms);
         let mut prepared: Vec<(usize, Result<Prepared, AppendError>)> =
             Vec::with_capacity(group.len());
         for (i, request) in group.iter().enumerate() {

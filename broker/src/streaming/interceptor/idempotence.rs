@@ -35,6 +35,9 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// The last batches, oldest first.
     pub batches: VecDeque<BatchSequence>,
+    /// When the producer last wrote to the vchannel (broker clock, ms): its state expires
+    /// `producer.id.expiration.ms` later.
+    pub last_append_ms: i64,
 }
 
 /// The verdict on one batch.
@@ -83,6 +86,8 @@ pub struct ProducerStates {
     entries: HashMap<(VChannelId, i64), ProducerEntry>,
     /// Entries as they were before the current group changed them.
     undo: HashMap<(VChannelId, i64), Option<ProducerEntry>>,
+    /// The broker clock for the batches being recorded.
+    clock_ms: i64,
 }
 
 /// The last sequence of a batch: Kafka's `incrementSequence`, wrapping at `i32::MAX`.
@@ -167,7 +172,9 @@ impl ProducerStates {
         if !self.undo.contains_key(&key) {
             self.undo.insert(key, self.entries.get(&key).cloned());
         }
+        let clock_ms = self.clock_ms;
         let entry = self.entries.entry(key).or_default();
+        entry.last_append_ms = clock_ms;
         if epoch != entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -204,9 +211,11 @@ impl ProducerStates {
                 if !self.undo.contains_key(&key) {
                     self.undo.insert(key, self.entries.get(&key).cloned());
                 }
+                let clock_ms = self.clock_ms;
                 let entry = self.entries.entry(key).or_default();
                 entry.epoch = epoch;
                 entry.batches.clear();
+                entry.last_append_ms = clock_ms;
                 Ok(())
             }
         }
@@ -243,6 +252,7 @@ impl ProducerStates {
                     producer_id: *producer_id,
                     epoch: entry.epoch,
                     batches: entry.batches.iter().copied().collect(),
+                    last_append_ms: entry.last_append_ms,
                 }
             })
             .collect();
@@ -260,6 +270,7 @@ impl ProducerStates {
                 let entry = ProducerEntry {
                     epoch: p.epoch,
                     batches: p.batches.into_iter().collect(),
+                    last_append_ms: p.last_append_ms,
                 };
                 ((VChannelId(p.vchannel), p.producer_id), entry)
             })
@@ -267,7 +278,29 @@ impl ProducerStates {
         ProducerStates {
             entries,
             undo: HashMap::new(),
+            clock_ms: 0,
         }
+    }
+
+    /// Sets the clock the next recorded batches are stamped with.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        self.clock_ms = now_ms;
+    }
+
+    /// Forgets producers that wrote nothing to a vchannel for `expiration_ms` (Kafka's
+    /// `producer.id.expiration.ms`), unless `keep` says they have an open transaction there.
+    /// Returns how many were forgotten.
+    pub fn expire(
+        &mut self,
+        now_ms: i64,
+        expiration_ms: i64,
+        keep: impl Fn(VChannelId, i64) -> bool,
+    ) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|(v, p), e| {
+            e.last_append_ms.saturating_add(expiration_ms) > now_ms || keep(*v, *p)
+        });
+        before - self.entries.len()
     }
 
     /// Keeps the changes of the current group.
@@ -398,6 +431,24 @@ mod tests {
         // The retry of the unwritten batch is appended again, not treated as a duplicate.
         assert_eq!(s.check(V, 3, 0, 1, 1), Ok(Check::Append));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_their_transaction_is_open() {
+        let mut s = ProducerStates::default();
+        s.set_clock(1_000);
+        s.record(V, 1, 0, batch(0, 1, 0));
+        s.record(V, 2, 0, batch(0, 1, 1));
+        s.set_clock(5_000);
+        s.record(V, 3, 0, batch(0, 1, 2));
+        s.commit();
+        // Producer 2 has an open transaction on V: it stays however idle it is.
+        assert_eq!(s.expire(10_500, 9_000, |_, p| p == 2), 1);
+        assert_eq!(s.check(V, 1, 0, 5, 5), Ok(Check::Append), "1 expired: any sequence goes");
+        assert!(s.check(V, 2, 0, 5, 5).is_err(), "2 kept its sequence");
+        assert!(s.check(V, 3, 0, 5, 5).is_err(), "3 is recent");
+        let again = ProducerStates::import(s.export());
+        assert_eq!(again.export(), s.export());
     }
 
     #[test]

@@ -108,6 +108,13 @@ impl TxnIndex {
         })
     }
 
+    /// Whether the producer has an open transaction on the vchannel.
+    pub fn is_open(&self, vchannel: VChannelId, producer_id: i64) -> bool {
+        self.vchannels
+            .get(&vchannel)
+            .is_some_and(|v| v.open.contains_key(&producer_id))
+    }
+
     /// The open transactions of a vchannel: (producer id, first offset).
     pub fn open(&self, vchannel: VChannelId) -> Vec<(i64, i64)> {
         self.vchannels
