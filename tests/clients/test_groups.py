@@ -336,11 +336,16 @@ def test_find_coordinator_for_groups_batches_and_transactions(broker):
     port = struct.unpack(">i", rest[6 + host_len:10 + host_len])[0]
     assert (error, node_id, port) == (0, 1, broker.port)
 
-    # v1, transaction key: no transaction coordinator yet.
+    # v1, transaction key: this broker too (the owner of the id's __transaction_state partition).
     body = _request(broker.bootstrap, 10, 1, struct.pack(">h", len(key)) + key + b"\x01", False)
-    error, msg_len = struct.unpack(">hh", body[4:8])
-    assert error == 15  # COORDINATOR_NOT_AVAILABLE
-    assert b"transactions" in body[8:8 + msg_len]
+    throttle, error, msg_len = struct.unpack(">ihh", body[:8])
+    rest = body[8 + max(msg_len, 0):]
+    node_id, host_len = struct.unpack(">ih", rest[:6])
+    assert (error, node_id) == (0, 1)
+
+    # An unknown key type is an invalid request.
+    body = _request(broker.bootstrap, 10, 1, struct.pack(">h", len(key)) + key + b"\x07", False)
+    assert struct.unpack(">h", body[4:6])[0] == 42  # INVALID_REQUEST
 
     # v4, batched group keys (compact strings, tagged fields).
     keys = [b"g-one", b"g-two", b"g-three"]
