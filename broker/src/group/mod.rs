@@ -1,8 +1,9 @@
-//! The classic consumer-group coordinator: group membership and rebalances (JoinGroup,
-//! SyncGroup, Heartbeat, LeaveGroup), and committed offsets stored durably in the internal
-//! topic `__consumer_offsets`. A group belongs to one partition of that topic; the broker that
-//! owns the partition's pchannel is the group's coordinator.
+//! The group coordinator: classic groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup),
+//! consumer groups of KIP-848 (ConsumerGroupHeartbeat, in [`consumer`]), and committed offsets
+//! stored durably in the internal topic `__consumer_offsets`. A group belongs to one partition
+//! of that topic; the broker that owns the partition's pchannel is the group's coordinator.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod expiration;
 pub mod membership;
