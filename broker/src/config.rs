@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::group::consumer::Assignor;
+
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,6 +135,14 @@ pub struct Config {
     /// `offsets.retention.check.interval.ms`: how often expired offsets (and offsets of deleted
     /// topics) are removed.
     pub offsets_retention_check_interval: Duration,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol (KIP-848) member that does not
+    /// heartbeat for this long is fenced.
+    pub group_consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub group_consumer_heartbeat_interval: Duration,
+    /// `group.consumer.assignors`: the server-side assignors members may name; the first is the
+    /// default.
+    pub group_consumer_assignors: Vec<Assignor>,
 }
 
 /// A configuration key: its name, its default as written in a file, and what it does.
@@ -282,6 +292,21 @@ pub const KEYS: &[KeySpec] = &[
         default: "600000",
         doc: "how often expired offsets and offsets of deleted topics are removed",
     },
+    KeySpec {
+        name: "group.consumer.session.timeout.ms",
+        default: "45000",
+        doc: "group.protocol=consumer members are fenced after this long without a heartbeat",
+    },
+    KeySpec {
+        name: "group.consumer.heartbeat.interval.ms",
+        default: "5000",
+        doc: "how often group.protocol=consumer members heartbeat (keep below the session timeout)",
+    },
+    KeySpec {
+        name: "group.consumer.assignors",
+        default: "uniform,range",
+        doc: "server-side assignors consumer groups may use (uniform, range); the first is the default",
+    },
 ];
 
 impl Default for Config {
@@ -313,6 +338,9 @@ impl Default for Config {
             offsets_topic_num_partitions: 0,
             offsets_retention: Duration::ZERO,
             offsets_retention_check_interval: Duration::ZERO,
+            group_consumer_session_timeout: Duration::ZERO,
+            group_consumer_heartbeat_interval: Duration::ZERO,
+            group_consumer_assignors: Vec::new(),
         };
         for key in KEYS {
             config
@@ -449,6 +477,28 @@ impl Config {
                 self.offsets_topic_num_partitions =
                     parse_range(v, 1, 10_000).map_err(|e| invalid(&e))?;
             }
+            "group.consumer.session.timeout.ms" => {
+                let ms: u64 = parse_range(v, 100, 3_600_000).map_err(|e| invalid(&e))?;
+                self.group_consumer_session_timeout = Duration::from_millis(ms);
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                let ms: u64 = parse_range(v, 10, 3_600_000).map_err(|e| invalid(&e))?;
+                self.group_consumer_heartbeat_interval = Duration::from_millis(ms);
+            }
+            "group.consumer.assignors" => {
+                let mut assignors = Vec::new();
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let a = Assignor::from_name(name)
+                        .ok_or_else(|| invalid("expected a list of uniform and range"))?;
+                    if !assignors.contains(&a) {
+                        assignors.push(a);
+                    }
+                }
+                if assignors.is_empty() {
+                    return Err(invalid("name at least one assignor (uniform, range)"));
+                }
+                self.group_consumer_assignors = assignors;
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
@@ -561,6 +611,19 @@ impl Config {
                     .offsets_retention_check_interval
                     .as_millis()
                     .to_string(),
+                "group.consumer.session.timeout.ms" => {
+                    self.group_consumer_session_timeout.as_millis().to_string()
+                }
+                "group.consumer.heartbeat.interval.ms" => self
+                    .group_consumer_heartbeat_interval
+                    .as_millis()
+                    .to_string(),
+                "group.consumer.assignors" => self
+                    .group_consumer_assignors
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => unreachable!("key {other} missing from Config::render"),
             };
             out.push_str(&format!("{} = {:?}\n", key.name, value));
@@ -687,6 +750,9 @@ mod tests {
         assert_eq!(c.pchannels, 16);
         assert_eq!(c.fsync_policy, FsyncPolicy::Always);
         assert!(c.voters.is_empty());
+        assert_eq!(c.group_consumer_session_timeout, Duration::from_secs(45));
+        assert_eq!(c.group_consumer_heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.group_consumer_assignors, Assignor::ALL.to_vec());
     }
 
     #[test]
@@ -725,6 +791,8 @@ mod tests {
             ("controller.quorum.voters", "1@a"),
             ("default.replication.factor", "3"),
             ("auto.create.topics.enable", "yes"),
+            ("group.consumer.assignors", "sticky"),
+            ("group.consumer.session.timeout.ms", "0"),
         ] {
             let err = c.set(key, value, "flag").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");

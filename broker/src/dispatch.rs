@@ -42,6 +42,8 @@ pub const HANDLED_APIS: &[ApiKey] = &[
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// The API's name as a metric label.
@@ -74,6 +76,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "other",
     }
 }
@@ -268,6 +272,16 @@ pub async fn dispatch(
             &mut buf,
             header,
             &handler::init_producer_id::handle(broker, header, r, log).await,
+        ),
+        Request::ConsumerGroupHeartbeat(r) => encode(
+            &mut buf,
+            header,
+            &handler::consumer_group_heartbeat::handle(broker, header, r, peer).await,
+        ),
+        Request::ConsumerGroupDescribe(r) => encode(
+            &mut buf,
+            header,
+            &handler::consumer_group_describe::handle(broker, header, r).await,
         ),
         other => {
             // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.

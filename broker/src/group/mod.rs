@@ -6,6 +6,7 @@
 pub mod consumer;
 pub mod coordinator;
 pub mod expiration;
+pub mod group_type;
 pub mod membership;
 pub mod offsets;
 pub mod rebalance;
@@ -13,6 +14,7 @@ pub mod state;
 pub mod static_member;
 
 pub use coordinator::{GroupCoordinator, GroupHandle, Home};
+pub use group_type::GroupType;
 pub use state::{Group, GroupState};
 
 /// The internal topic holding committed offsets and group metadata.
