@@ -509,6 +509,26 @@ impl Config {
         Ok(())
     }
 
+    /// Checks the rules between keys, once every source is applied: consumer-protocol members
+    /// must heartbeat more often than their session times out (Kafka refuses to start too).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group_consumer_heartbeat_interval >= self.group_consumer_session_timeout {
+            return Err(ConfigError::InvalidValue {
+                key: "group.consumer.heartbeat.interval.ms".into(),
+                value: self
+                    .group_consumer_heartbeat_interval
+                    .as_millis()
+                    .to_string(),
+                source_name: "the effective configuration".into(),
+                reason: format!(
+                    "must be lower than group.consumer.session.timeout.ms ({})",
+                    self.group_consumer_session_timeout.as_millis()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Applies every key of a TOML document. Dotted keys may be written flat
     /// (`log.dirs = "/data"`) or as tables (`[log] dirs = "/data"`); both name `log.dirs`.
     pub fn apply_toml(&mut self, text: &str, source_name: &str) -> Result<(), ConfigError> {
@@ -797,6 +817,14 @@ mod tests {
             let err = c.set(key, value, "flag").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+        assert!(Config::default().validate().is_ok());
+        c.set("group.consumer.session.timeout.ms", "3000", "flag")
+            .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("group.consumer.heartbeat.interval.ms"),
+            "{err}"
+        );
     }
 
     #[test]
