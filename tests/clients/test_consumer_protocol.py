@@ -19,7 +19,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import JARS, JAVA_DIR
+from conftest import JARS, JAVA_DIR, run_java
 
 SESSION_MS = 4000
 # Short session and heartbeat interval so a dead member is noticed within seconds.
@@ -266,6 +266,20 @@ def test_java_range_assignor_and_admin_views(broker_factory):
         got = sorted(sorted(tp.partition for tp in m.assignment.topic_partitions) for m in described.members)
         assert got == [[0, 1, 2], [3, 4, 5]]
         assert sorted(m.client_id for m in described.members) == ["m1", "m2"]
+
+        # The Java AdminClient (describeConsumerGroups uses ConsumerGroupDescribe).
+        out = run_java("ConsumerGroupAdmin.java", broker.bootstrap, group, topic)
+        lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        assert lines["type"] == "Consumer"
+        assert lines["state"] == "Stable"
+        assert lines["assignor"] == "range"
+        assert lines["assignments"] == "0,1,2|3,4,5"
+        assert lines["targets"] == "0,1,2|3,4,5"
+        assert lines["hosts"] == "/127.0.0.1"
+        assert lines["listed"] == "Consumer:Stable"
+        # Refused while the group has members, as Kafka does.
+        assert lines["alter_offsets"] == "UnknownMemberIdException"
+        assert lines["delete"] == "GroupNotEmptyException"
         for m in members:
             m.close()
     finally:
