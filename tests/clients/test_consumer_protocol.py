@@ -380,3 +380,54 @@ def test_commits_check_the_member_epoch(broker_factory):
     got = member.committed([TopicPartition(topic, 0)], timeout=15)
     assert got[0].offset == 2
     member.close()
+
+
+def first_error(consumer, others, timeout):
+    """Polls until `consumer` reports an error; returns it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        msg = consumer.poll(0.1)
+        for o in others:
+            o.poll(0)
+        if msg is not None and msg.error() is not None:
+            return msg.error()
+    raise AssertionError("no error reported")
+
+
+def test_a_group_id_keeps_one_protocol_while_it_has_members(broker_factory):
+    broker = broker_factory(BROKER_ARGS)
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 2)
+    classic_config = {"bootstrap.servers": broker.bootstrap, "session.timeout.ms": 6000}
+
+    # A classic member cannot join a consumer group with members...
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    member = rdkafka_consumer(broker.bootstrap, group)
+    member.subscribe([topic])
+    poll_until([member], lambda: len(assignment_of(member)) == 2, 60, "the assignment")
+    classic = Consumer({**classic_config, "group.id": group})
+    classic.subscribe([topic])
+    assert first_error(classic, [member], 30).code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL
+    classic.close()
+    # ...and keeps nothing from trying: the member still owns both partitions.
+    assert len(assignment_of(member)) == 2
+    member.close()
+
+    # Nor can a consumer-protocol member join a classic group with members: Kafka's answer is
+    # GROUP_ID_NOT_FOUND ("not a consumer group"), fatal for the client.
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    classic = Consumer({**classic_config, "group.id": group})
+    classic.subscribe([topic])
+    poll_until([classic], lambda: len(assignment_of(classic)) == 2, 60, "the classic assignment")
+    member = rdkafka_consumer(broker.bootstrap, group)
+    member.subscribe([topic])
+    error = first_error(member, [classic], 30)
+    assert error.code() == KafkaError._FATAL and "group id does not exist" in error.str(), error
+    member.close()
+    classic.close()
+
+    # Once empty, the group id takes the other protocol.
+    member = rdkafka_consumer(broker.bootstrap, group)
+    member.subscribe([topic])
+    poll_until([member], lambda: len(assignment_of(member)) == 2, 60, "the converted group's assignment")
+    member.close()
