@@ -112,6 +112,7 @@ impl Cli {
                 })?;
             config.set(key.trim(), value, "--override")?;
         }
+        config.validate()?;
         Ok(config)
     }
 }

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::group::consumer::Assignor;
+
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -144,6 +146,14 @@ pub struct Config {
     pub transactional_id_expiration: Duration,
     /// `producer.id.expiration.ms`: how long an idle idempotent producer's sequences are kept.
     pub producer_id_expiration: Duration,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol (KIP-848) member that does not
+    /// heartbeat for this long is fenced.
+    pub group_consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub group_consumer_heartbeat_interval: Duration,
+    /// `group.consumer.assignors`: the server-side assignors members may name; the first is the
+    /// default.
+    pub group_consumer_assignors: Vec<Assignor>,
 }
 
 /// A configuration key: its name, its default as written in a file, and what it does.
@@ -318,6 +328,21 @@ pub const KEYS: &[KeySpec] = &[
         default: "86400000",
         doc: "how long a partition keeps an idle idempotent producer's sequence numbers",
     },
+    KeySpec {
+        name: "group.consumer.session.timeout.ms",
+        default: "45000",
+        doc: "group.protocol=consumer members are fenced after this long without a heartbeat",
+    },
+    KeySpec {
+        name: "group.consumer.heartbeat.interval.ms",
+        default: "5000",
+        doc: "how often group.protocol=consumer members heartbeat (keep below the session timeout)",
+    },
+    KeySpec {
+        name: "group.consumer.assignors",
+        default: "uniform,range",
+        doc: "server-side assignors consumer groups may use (uniform, range); the first is the default",
+    },
 ];
 
 impl Default for Config {
@@ -354,6 +379,9 @@ impl Default for Config {
             transaction_abort_interval: Duration::ZERO,
             transactional_id_expiration: Duration::ZERO,
             producer_id_expiration: Duration::ZERO,
+            group_consumer_session_timeout: Duration::ZERO,
+            group_consumer_heartbeat_interval: Duration::ZERO,
+            group_consumer_assignors: Vec::new(),
         };
         for key in KEYS {
             config
@@ -510,12 +538,54 @@ impl Config {
                 let ms: u64 = parse_range(v, 1, 1 << 40).map_err(|e| invalid(&e))?;
                 self.producer_id_expiration = Duration::from_millis(ms);
             }
+            "group.consumer.session.timeout.ms" => {
+                let ms: u64 = parse_range(v, 100, 3_600_000).map_err(|e| invalid(&e))?;
+                self.group_consumer_session_timeout = Duration::from_millis(ms);
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                let ms: u64 = parse_range(v, 10, 3_600_000).map_err(|e| invalid(&e))?;
+                self.group_consumer_heartbeat_interval = Duration::from_millis(ms);
+            }
+            "group.consumer.assignors" => {
+                let mut assignors = Vec::new();
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let a = Assignor::from_name(name)
+                        .ok_or_else(|| invalid("expected a list of uniform and range"))?;
+                    if !assignors.contains(&a) {
+                        assignors.push(a);
+                    }
+                }
+                if assignors.is_empty() {
+                    return Err(invalid("name at least one assignor (uniform, range)"));
+                }
+                self.group_consumer_assignors = assignors;
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
                     source_name: source_name.to_string(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the rules between keys, once every source is applied: consumer-protocol members
+    /// must heartbeat more often than their session times out (Kafka refuses to start too).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group_consumer_heartbeat_interval >= self.group_consumer_session_timeout {
+            return Err(ConfigError::InvalidValue {
+                key: "group.consumer.heartbeat.interval.ms".into(),
+                value: self
+                    .group_consumer_heartbeat_interval
+                    .as_millis()
+                    .to_string(),
+                source_name: "the effective configuration".into(),
+                reason: format!(
+                    "must be lower than group.consumer.session.timeout.ms ({})",
+                    self.group_consumer_session_timeout.as_millis()
+                ),
+            });
         }
         Ok(())
     }
@@ -635,6 +705,19 @@ impl Config {
                     self.transactional_id_expiration.as_millis().to_string()
                 }
                 "producer.id.expiration.ms" => self.producer_id_expiration.as_millis().to_string(),
+                "group.consumer.session.timeout.ms" => {
+                    self.group_consumer_session_timeout.as_millis().to_string()
+                }
+                "group.consumer.heartbeat.interval.ms" => self
+                    .group_consumer_heartbeat_interval
+                    .as_millis()
+                    .to_string(),
+                "group.consumer.assignors" => self
+                    .group_consumer_assignors
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => unreachable!("key {other} missing from Config::render"),
             };
             out.push_str(&format!("{} = {:?}\n", key.name, value));
@@ -761,6 +844,9 @@ mod tests {
         assert_eq!(c.pchannels, 16);
         assert_eq!(c.fsync_policy, FsyncPolicy::Always);
         assert!(c.voters.is_empty());
+        assert_eq!(c.group_consumer_session_timeout, Duration::from_secs(45));
+        assert_eq!(c.group_consumer_heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.group_consumer_assignors, Assignor::ALL.to_vec());
     }
 
     #[test]
@@ -799,10 +885,20 @@ mod tests {
             ("controller.quorum.voters", "1@a"),
             ("default.replication.factor", "3"),
             ("auto.create.topics.enable", "yes"),
+            ("group.consumer.assignors", "sticky"),
+            ("group.consumer.session.timeout.ms", "0"),
         ] {
             let err = c.set(key, value, "flag").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+        assert!(Config::default().validate().is_ok());
+        c.set("group.consumer.session.timeout.ms", "3000", "flag")
+            .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("group.consumer.heartbeat.interval.ms"),
+            "{err}"
+        );
     }
 
     #[test]

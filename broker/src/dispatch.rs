@@ -49,6 +49,8 @@ pub const HANDLED_APIS: &[ApiKey] = &[
     ApiKey::WriteTxnMarkers,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// The API's name as a metric label.
@@ -88,6 +90,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "other",
     }
 }
@@ -317,6 +321,16 @@ pub async fn dispatch(
             &mut buf,
             header,
             &handler::list_transactions::handle(broker, header, r).await,
+        ),
+        Request::ConsumerGroupHeartbeat(r) => encode(
+            &mut buf,
+            header,
+            &handler::consumer_group_heartbeat::handle(broker, header, r, peer).await,
+        ),
+        Request::ConsumerGroupDescribe(r) => encode(
+            &mut buf,
+            header,
+            &handler::consumer_group_describe::handle(broker, header, r).await,
         ),
         other => {
             // Unreachable while HANDLED_APIS builds the version table: decode refuses the rest.

@@ -632,6 +632,41 @@ static MESSAGES: &[Message] = &[
             Field { kind: Kind::Int32, min: 0, max: 32767, tag: -1 },
         ])), min: 0, max: 32767, tag: -1 },
     ] },
+    // ConsumerGroupHeartbeatRequest, valid 0-1, flexible 0+
+    Message { api_key: 68, flexible_from: 0, fields: &[
+        // GroupId
+        Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+        // MemberId
+        Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+        // MemberEpoch
+        Field { kind: Kind::Int32, min: 0, max: 32767, tag: -1 },
+        // InstanceId
+        Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+        // RackId
+        Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+        // RebalanceTimeoutMs
+        Field { kind: Kind::Int32, min: 0, max: 32767, tag: -1 },
+        // SubscribedTopicNames
+        Field { kind: Kind::Array(&Kind::String), min: 0, max: 32767, tag: -1 },
+        // SubscribedTopicRegex
+        Field { kind: Kind::String, min: 1, max: 32767, tag: -1 },
+        // ServerAssignor
+        Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+        // TopicPartitions
+        Field { kind: Kind::Array(&Kind::Struct(&[
+            // TopicId
+            Field { kind: Kind::Uuid, min: 0, max: 32767, tag: -1 },
+            // Partitions
+            Field { kind: Kind::Array(&Kind::Int32), min: 0, max: 32767, tag: -1 },
+        ])), min: 0, max: 32767, tag: -1 },
+    ] },
+    // ConsumerGroupDescribeRequest, valid 0, flexible 0+
+    Message { api_key: 69, flexible_from: 0, fields: &[
+        // GroupIds
+        Field { kind: Kind::Array(&Kind::String), min: 0, max: 32767, tag: -1 },
+        // IncludeAuthorizedOperations
+        Field { kind: Kind::Bool, min: 0, max: 32767, tag: -1 },
+    ] },
 ];
 
 /// The wire shape of requests of `api_key`, if generated.

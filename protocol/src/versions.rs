@@ -33,22 +33,25 @@ const fn api(api_key: ApiKey, min: i16, max: i16) -> SupportedApi {
 /// - Produce stops at v11 and Fetch at v12: Produce v13 / Fetch v13+ address
 ///   topics by id, and Produce v12 promises transactions v2 (KIP-890).
 /// - ListOffsets stops at v7 (max timestamp, KIP-734); v8+ add tiered-storage
-///   offsets. OffsetCommit/OffsetFetch stop before the KIP-848 versions,
-///   FindCoordinator/InitProducerId/txn APIs before KIP-890 part 2.
+///   offsets. OffsetCommit/OffsetFetch stop at v9 (the KIP-848 versions; v10
+///   addresses topics by id), FindCoordinator/InitProducerId/txn APIs before
+///   KIP-890 part 2.
+/// - ConsumerGroupHeartbeat v1 adds the topic regex librdkafka 2.10+ needs;
+///   Java 3.9 uses v0. ConsumerGroupDescribe v1 adds the member type.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::Produce, 0, 11),
     api(ApiKey::Fetch, 4, 12),
     api(ApiKey::ListOffsets, 1, 7),
     api(ApiKey::Metadata, 0, 12),
-    api(ApiKey::OffsetCommit, 2, 8),
-    api(ApiKey::OffsetFetch, 1, 8),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
     api(ApiKey::FindCoordinator, 0, 4),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
-    api(ApiKey::ListGroups, 0, 4),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
@@ -71,6 +74,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
     api(ApiKey::WriteTxnMarkers, 0, 1),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 impl SupportedApi {

@@ -24,7 +24,7 @@ pub fn stale_offsets(
     retention: Duration,
 ) -> Vec<(String, i32)> {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let empty = group.state == GroupState::Empty;
+    let empty = group.state == GroupState::Empty && !group.has_members();
     let mut stale: Vec<(String, i32)> = group
         .offsets
         .iter()

@@ -59,6 +59,10 @@ impl Group {
             reply(tx, E::CoordinatorNotAvailable, &request.member_id);
             return rx;
         }
+        if let Err(c) = self.classic_join_allowed() {
+            let _ = tx.send(JoinOutcome::error(c, &request.member_id));
+            return rx;
+        }
         if request.session_timeout < MIN_SESSION_TIMEOUT
             || request.session_timeout > MAX_SESSION_TIMEOUT
         {
@@ -305,7 +309,8 @@ impl Group {
     /// Whether an OffsetCommit may write offsets for this group (Kafka's
     /// `ClassicGroup.validateOffsetCommit`): a member's commit must carry its current
     /// generation; a commit without member and generation (admin tools, `assign()` users) is
-    /// only accepted while the group has no members.
+    /// only accepted while the group has no members. A consumer group checks the member epoch
+    /// instead (as for a TxnOffsetCommit; OffsetCommit uses `check_offset_commit`).
     pub fn check_commit(
         &self,
         member_id: &str,
@@ -314,6 +319,9 @@ impl Group {
     ) -> Result<(), i16> {
         if self.state == GroupState::Dead {
             return Err(code(E::CoordinatorNotAvailable));
+        }
+        if let Some(consumer) = &self.consumer {
+            return consumer.check_commit(member_id, generation, None);
         }
         if generation < 0 && member_id.is_empty() && group_instance_id.is_none() {
             return match self.state {

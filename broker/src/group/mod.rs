@@ -1,10 +1,12 @@
-//! The classic consumer-group coordinator: group membership and rebalances (JoinGroup,
-//! SyncGroup, Heartbeat, LeaveGroup), and committed offsets stored durably in the internal
-//! topic `__consumer_offsets`. A group belongs to one partition of that topic; the broker that
-//! owns the partition's pchannel is the group's coordinator.
+//! The group coordinator: classic groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup),
+//! consumer groups of KIP-848 (ConsumerGroupHeartbeat, in [`consumer`]), and committed offsets
+//! stored durably in the internal topic `__consumer_offsets`. A group belongs to one partition
+//! of that topic; the broker that owns the partition's pchannel is the group's coordinator.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod expiration;
+pub mod group_type;
 pub mod membership;
 pub mod offsets;
 pub mod rebalance;
@@ -12,6 +14,7 @@ pub mod state;
 pub mod static_member;
 
 pub use coordinator::{GroupCoordinator, GroupHandle, Home};
+pub use group_type::GroupType;
 pub use state::{Group, GroupState};
 
 /// The internal topic holding committed offsets and group metadata.

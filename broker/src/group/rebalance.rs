@@ -121,8 +121,11 @@ impl Group {
     }
 
     /// Expires members whose session timed out and handed-out ids never used, and completes a
-    /// rebalance whose timeout passed. Called periodically.
+    /// rebalance whose timeout passed; fences silent consumer-group members. Called periodically.
     pub fn expire(&mut self, now: Instant) {
+        if let Some(consumer) = &mut self.consumer {
+            consumer.expire(now);
+        }
         self.pending.retain(|_, deadline| *deadline > now);
         let expired: Vec<(String, u64)> = self
             .members

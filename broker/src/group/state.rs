@@ -10,6 +10,7 @@ use slog::Logger;
 use sluice_protocol::ResponseError;
 use tokio::sync::oneshot;
 
+use super::consumer::ConsumerGroup;
 use super::offsets::OffsetEntry;
 
 /// The classic group states (Kafka's `ClassicGroupState`).
@@ -140,7 +141,8 @@ impl Member {
     }
 }
 
-/// A classic group and its committed offsets.
+/// A group and its committed offsets: a classic group, or a consumer group (KIP-848) when
+/// `consumer` is set (see `group_type.rs`).
 pub struct Group {
     /// The group id.
     pub group_id: String,
@@ -171,6 +173,8 @@ pub struct Group {
     /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id; they move
     /// to `offsets` when the transaction's commit marker is written, and vanish on abort.
     pub pending_txn_offsets: HashMap<i64, HashMap<(String, i32), OffsetEntry>>,
+    /// The consumer-protocol state when this is a consumer group.
+    pub consumer: Option<ConsumerGroup>,
     /// Logger with the group id.
     pub log: Logger,
 }
@@ -193,6 +197,7 @@ impl Group {
             initial_delay_until: None,
             offsets: HashMap::new(),
             pending_txn_offsets: HashMap::new(),
+            consumer: None,
             log: log.new(slog::o!("group" => group_id.to_string())),
         }
     }
@@ -267,6 +272,7 @@ impl Group {
             && self.offsets.is_empty()
             && self.pending_txn_offsets.is_empty()
             && self.protocol_type.is_none()
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
     }
 
     /// Settles the offsets a producer's transaction committed in this group.
@@ -278,9 +284,13 @@ impl Group {
         }
     }
 
-    /// Topics the members subscribed to, from the `consumer` protocol's subscription metadata
-    /// (`ConsumerProtocolSubscription`: i16 version, array of topic strings, ...).
+    /// Topics the members subscribed to: a consumer group's subscriptions, or a classic group's
+    /// from the `consumer` protocol's subscription metadata (`ConsumerProtocolSubscription`:
+    /// i16 version, array of topic strings, ...).
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
+        if let Some(c) = &self.consumer {
+            return Some(c.subscribed_topics().into_iter().collect());
+        }
         if self.protocol_type.as_deref() != Some("consumer") {
             return None;
         }

@@ -49,6 +49,9 @@ async fn delete(broker: &Broker, group_id: &str, log: &Logger) -> Result<(), i16
             GroupState::Empty if g.is_blank() => {
                 return Err(ResponseError::GroupIdNotFound.code());
             }
+            GroupState::Empty if g.has_members() => {
+                return Err(ResponseError::NonEmptyGroup.code());
+            }
             GroupState::Empty => {}
             _ => return Err(ResponseError::NonEmptyGroup.code()),
         }
@@ -71,7 +74,7 @@ async fn delete(broker: &Broker, group_id: &str, log: &Logger) -> Result<(), i16
     let _fence = broker.groups.append(&home, &records).await?;
     {
         let mut g = handle.group.lock();
-        if g.state != GroupState::Empty {
+        if g.state != GroupState::Empty || g.has_members() {
             // A member joined while the tombstones were written: the group lives on, without
             // the deleted offsets.
             g.offsets.clear();

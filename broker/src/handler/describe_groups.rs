@@ -1,5 +1,6 @@
 //! DescribeGroups: state, protocol and members (with subscriptions and assignments) of each
-//! group; an unknown group is described as `Dead` with no members, as Kafka does before v6.
+//! classic group; an unknown group, or a consumer group (KIP-848, see ConsumerGroupDescribe), is
+//! described as `Dead` with no members, as Kafka does before v6.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -32,7 +33,11 @@ pub async fn handle(
                 described = described.with_error_code(code);
             }
             Ok(_) => {
-                if let Some(handle) = broker.groups.get(group_id.as_str()) {
+                let classic = broker
+                    .groups
+                    .get(group_id.as_str())
+                    .filter(|h| h.group.lock().consumer.is_none());
+                if let Some(handle) = classic {
                     let g = handle.group.lock();
                     let protocol = g.protocol.clone().unwrap_or_default();
                     let members = g

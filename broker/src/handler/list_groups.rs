@@ -1,5 +1,5 @@
-//! ListGroups: the groups this broker coordinates, with their protocol type and (v4+) state,
-//! optionally filtered by state.
+//! ListGroups: the groups this broker coordinates, with their protocol type, (v4+) state and
+//! (v5+) type, optionally filtered by state and type.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -23,6 +23,11 @@ pub async fn handle(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let mut groups: Vec<ListedGroup> = broker
         .groups
         .all()
@@ -32,15 +37,22 @@ pub async fn handle(
             if g.is_blank() || g.state == GroupState::Dead {
                 return None;
             }
-            let state = g.state.name();
+            let state = g.state_name();
             if !filter.is_empty() && !filter.contains(&state.to_ascii_lowercase()) {
+                return None;
+            }
+            let group_type = g.group_type().name();
+            if !types.is_empty() && !types.iter().any(|t| t == group_type) {
                 return None;
             }
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
-                .with_protocol_type(str_bytes(g.protocol_type.as_deref().unwrap_or("")));
+                .with_protocol_type(str_bytes(g.listed_protocol_type()));
             if version >= 4 {
                 listed = listed.with_group_state(str_bytes(state));
+            }
+            if version >= 5 {
+                listed = listed.with_group_type(str_bytes(group_type));
             }
             Some(listed)
         })

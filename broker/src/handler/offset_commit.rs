@@ -1,4 +1,4 @@
-//! OffsetCommit: validates the member and generation, writes one record per partition to the
+//! OffsetCommit: validates the member and generation (member epoch in a consumer group), writes one record per partition to the
 //! group's `__consumer_offsets` partition, and answers once that write is durable; only then
 //! does the in-memory cache (which answers OffsetFetch) change.
 
@@ -19,7 +19,7 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// Answers an OffsetCommit request.
 pub async fn handle(
     broker: &Broker,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
@@ -30,10 +30,11 @@ pub async fn handle(
         Err(code) => Err(code),
         Ok(home) => {
             let handle = broker.groups.get_or_create(&group_id, &home);
-            let checked = handle.group.lock().check_commit(
+            let checked = handle.group.lock().check_offset_commit(
                 request.member_id.as_str(),
                 request.group_instance_id.as_deref(),
                 request.generation_id_or_member_epoch,
+                header.api_version,
             );
             checked.map(|()| (home, handle))
         }

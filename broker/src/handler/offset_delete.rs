@@ -41,7 +41,7 @@ pub async fn handle(
     {
         let g = handle.group.lock();
         let subscribed = match g.state {
-            GroupState::Empty => Some(Vec::new()),
+            GroupState::Empty if !g.has_members() => Some(Vec::new()),
             _ => g.subscribed_topics(),
         };
         for (t, topic) in request.topics.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! OffsetFetch: committed offsets from the coordinator's cache (rebuilt from
-//! `__consumer_offsets` when the partition is loaded). v1–v7 ask for one group, v8 for many;
-//! a null topic list means every partition the group has committed.
+//! `__consumer_offsets` when the partition is loaded). v1–v7 ask for one group, v8 for many,
+//! v9 names the consumer-group member asking; a null topic list means every partition the
+//! group has committed.
 
 use std::collections::BTreeMap;
 
@@ -34,8 +35,15 @@ pub async fn handle(
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect::<Vec<_>>()
             });
-            let (code, answers) =
-                fetch(broker, g.group_id.as_str(), wanted, request.require_stable).await;
+            let member = (g.member_id.as_deref(), g.member_epoch);
+            let (code, answers) = fetch(
+                broker,
+                g.group_id.as_str(),
+                member,
+                wanted,
+                request.require_stable,
+            )
+            .await;
             let topics = answers
                 .into_iter()
                 .map(|(topic, partitions)| {
@@ -73,7 +81,14 @@ pub async fn handle(
             .collect::<Vec<_>>()
     });
     let require_stable = version >= 7 && request.require_stable;
-    let (code, answers) = fetch(broker, request.group_id.as_str(), wanted, require_stable).await;
+    let (code, answers) = fetch(
+        broker,
+        request.group_id.as_str(),
+        (None, -1),
+        wanted,
+        require_stable,
+    )
+    .await;
     let topics = answers
         .into_iter()
         .map(|(topic, partitions)| {
@@ -118,19 +133,24 @@ fn values(entry: Option<OffsetEntry>) -> (i64, i32, String) {
     }
 }
 
-/// The group-level error code and, per topic, each partition's answer. With `require_stable`
-/// (KIP-447, read_committed consumers) a partition with offsets pending in an open transaction
-/// gets UNSTABLE_OFFSET_COMMIT, and the client asks again.
+/// The group-level error code and, per topic, each partition's answer. `member` (v9+) names
+/// the consumer-group member asking, checked as Kafka does. With `require_stable` (KIP-447,
+/// read_committed consumers) a partition with offsets pending in an open transaction gets
+/// UNSTABLE_OFFSET_COMMIT, and the client asks again.
 async fn fetch(
     broker: &Broker,
     group_id: &str,
+    member: (Option<&str>, i32),
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> (i16, BTreeMap<String, Vec<PartitionAnswer>>) {
     let mut out: BTreeMap<String, Vec<PartitionAnswer>> = BTreeMap::new();
     let code = match broker.groups.home(broker, group_id).await {
         Err(code) => code,
-        Ok(_) => 0,
+        Ok(_) => broker.groups.get(group_id).map_or(0, |h| {
+            let checked = h.group.lock().check_offset_fetch(member.0, member.1);
+            checked.err().unwrap_or(0)
+        }),
     };
     if code != 0 {
         broker.count_error("OffsetFetch", code);
