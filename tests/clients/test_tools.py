@@ -75,8 +75,9 @@ def test_topic_subcommands(broker):
     rows = table(admin(broker, "topic", "list", "--exclude-internal").stdout)
     assert [(r["TOPIC"], r["PARTITIONS"]) for r in rows] == [("tools-a", "3"), ("tools-b", "1")]
     listed = admin_json(broker, "topic", "list")
-    # The broker's internal offsets topic is listed too, as Kafka lists it.
-    assert {t["topic"]: t["partitions"] for t in listed} == {"tools-a": 3, "tools-b": 1, "__consumer_offsets": 50}
+    # The broker's internal topics are listed too, as Kafka lists them.
+    assert {t["topic"]: t["partitions"] for t in listed} == {
+        "tools-a": 3, "tools-b": 1, "__consumer_offsets": 50, "__transaction_state": 50}
 
     text = admin(broker, "topic", "describe", "tools-a").stdout
     assert text.startswith("Topic: tools-a  TopicId: ")
