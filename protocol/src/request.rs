@@ -97,6 +97,7 @@ requests! {
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
     ListTransactions(ListTransactionsRequest),
+    DescribeQuorum(DescribeQuorumRequest),
 }
 
 impl Request {
