@@ -10,6 +10,7 @@ pub mod coord;
 pub mod dispatch;
 pub mod group;
 pub mod handler;
+pub mod interbroker;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
