@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use kafka_protocol::messages::DescribeLogDirsRequest;
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use serde_json::{Value, json};
 
 use super::config::{self, Target};
@@ -56,11 +56,19 @@ pub(super) async fn assignments(
     let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
     brokers.sort_unstable();
 
-    // Every live broker lists the pchannels it serves.
+    // Every live broker lists the pchannels it serves. A broker that just died stays in
+    // Metadata until its lease runs out: it is reported, not fatal.
     let mut served: BTreeMap<u32, Served> = BTreeMap::new();
+    let mut unreachable = Vec::new();
     for &id in &brokers {
-        let req = DescribeLogDirsRequest::default().with_topics(None);
-        let resp = cluster.broker(id).await?.send(&req, 4).await?;
+        let resp = match log_dirs(cluster, id).await {
+            Ok(resp) => resp,
+            Err(ToolError::Connection { .. }) => {
+                unreachable.push(id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         check(resp.error_code, None, || {
             format!("describe the log dirs of broker {id}")
         })?;
@@ -190,11 +198,27 @@ pub(super) async fn assignments(
             "error": error,
         }));
     }
-    let text = format!("{}\n{}", pc_table.render(), p_table.render());
+    let mut text = format!("{}\n{}", pc_table.render(), p_table.render());
+    if !unreachable.is_empty() {
+        let ids: Vec<String> = unreachable.iter().map(i32::to_string).collect();
+        text.push_str(&format!(
+            "\nunreachable brokers (their pchannels show as UNAVAILABLE): {}\n",
+            ids.join(", ")
+        ));
+    }
     Ok(Output {
         text,
-        json: json!({"pchannels": pc_json, "partitions": Value::Array(p_json)}),
+        json: json!({
+            "pchannels": pc_json,
+            "partitions": Value::Array(p_json),
+            "unreachable_brokers": unreachable,
+        }),
     })
+}
+
+async fn log_dirs(cluster: &mut Cluster, id: i32) -> Result<DescribeLogDirsResponse, ToolError> {
+    let req = DescribeLogDirsRequest::default().with_topics(None);
+    cluster.broker(id).await?.send(&req, 4).await
 }
 
 /// The size of the pchannel pool, from the `pchannels` config of a broker (`None` when the
