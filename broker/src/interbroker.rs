@@ -189,7 +189,10 @@ mod tests {
         let mut conn = PeerConnection::connect(&addr, Duration::from_secs(5))
             .await
             .unwrap();
-        let resp = conn.send(&DescribeQuorumRequest::default(), 1).await.unwrap();
+        let resp = conn
+            .send(&DescribeQuorumRequest::default(), 1)
+            .await
+            .unwrap();
         assert_eq!(resp.error_code, 41);
         assert_eq!(server.await.unwrap(), 1);
         assert!(!from_peer(Some("adminclient-1")));

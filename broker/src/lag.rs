@@ -4,6 +4,7 @@
 //! otherwise, as kafka_exporter asks as a client. Exported as `sluice_consumergroup_lag` and
 //! `sluice_consumergroup_current_offset`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -104,41 +105,45 @@ impl GroupLag {
         leader: i32,
         partitions: &[(String, i32)],
     ) -> Result<Vec<((String, i32), i64)>, String> {
-        if !self.peers.contains_key(&leader) {
-            let addr = {
-                let state = broker.cluster.state();
-                let b = state.brokers.get(&leader).ok_or("not registered")?;
-                let l = b.listeners.first().ok_or("no listener")?;
-                format!("{}:{}", l.host, l.port)
-            };
-            let conn = PeerConnection::connect(&addr, PEER_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.peers.insert(leader, conn);
-        }
-        let conn = self.peers.get_mut(&leader).expect("connected above");
+        let conn = match self.peers.entry(leader) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let addr = {
+                    let state = broker.cluster.state();
+                    let b = state.brokers.get(&leader).ok_or("not registered")?;
+                    let l = b.listeners.first().ok_or("no listener")?;
+                    format!("{}:{}", l.host, l.port)
+                };
+                let conn = PeerConnection::connect(&addr, PEER_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                e.insert(conn)
+            }
+        };
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in partitions {
             by_topic.entry(t.as_str()).or_default().push(*p);
         }
-        let request = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(
-            by_topic
-                .iter()
-                .map(|(t, ps)| {
-                    ListOffsetsTopic::default()
-                        .with_name(str_bytes(t).into())
-                        .with_partitions(
-                            ps.iter()
-                                .map(|&p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(p)
-                                        .with_timestamp(LATEST)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(
+                by_topic
+                    .iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default()
+                            .with_name(str_bytes(t).into())
+                            .with_partitions(
+                                ps.iter()
+                                    .map(|&p| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(p)
+                                            .with_timestamp(LATEST)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
         let response = conn
             .send(&request, LIST_OFFSETS_VERSION)
             .await

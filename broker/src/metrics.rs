@@ -217,8 +217,11 @@ impl Metrics {
             fetch_read_bytes.with_label_values(&[mode]);
         }
         let group_gauge = |name: &str, help: &str| {
-            IntGaugeVec::new(Opts::new(name, help), &["consumergroup", "topic", "partition"])
-                .expect("valid metric")
+            IntGaugeVec::new(
+                Opts::new(name, help),
+                &["consumergroup", "topic", "partition"],
+            )
+            .expect("valid metric")
         };
         let consumergroup_lag = group_gauge(
             "sluice_consumergroup_lag",

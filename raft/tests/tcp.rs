@@ -198,7 +198,11 @@ async fn the_leader_reports_each_voters_progress() {
         st.progress.iter().map(|p| p.node_id).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    let me = st.progress.iter().find(|p| p.node_id == st.node_id).unwrap();
+    let me = st
+        .progress
+        .iter()
+        .find(|p| p.node_id == st.node_id)
+        .unwrap();
     assert_eq!(me.matched, st.last_index);
     assert_eq!(me.last_contact_ms, None);
     assert!(st.commit <= st.last_index);

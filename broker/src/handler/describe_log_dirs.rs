@@ -31,8 +31,7 @@ pub fn handle(
     let mut wals = broker.streaming.wals();
     wals.sort_by_key(|w| w.pchannel);
     // pchannel → topic → partitions with their sizes.
-    let mut placed: BTreeMap<u32, BTreeMap<&str, Vec<DescribeLogDirsPartition>>> =
-        BTreeMap::new();
+    let mut placed: BTreeMap<u32, BTreeMap<&str, Vec<DescribeLogDirsPartition>>> = BTreeMap::new();
     for (name, partitions) in &wanted {
         let Some(info) = state.topics.get(name) else {
             continue;

@@ -231,8 +231,14 @@ mod tests {
     #[test]
     fn only_partition_zero_of_the_metadata_topic_is_described() {
         assert!(names_the_metadata_partition(&request(METADATA_TOPIC, &[0])));
-        assert!(!names_the_metadata_partition(&request(METADATA_TOPIC, &[1])));
-        assert!(!names_the_metadata_partition(&request(METADATA_TOPIC, &[0, 1])));
+        assert!(!names_the_metadata_partition(&request(
+            METADATA_TOPIC,
+            &[1]
+        )));
+        assert!(!names_the_metadata_partition(&request(
+            METADATA_TOPIC,
+            &[0, 1]
+        )));
         assert!(!names_the_metadata_partition(&request("orders", &[0])));
         assert!(!names_the_metadata_partition(
             &DescribeQuorumRequest::default()
@@ -241,7 +247,10 @@ mod tests {
         let parts = &r.topics[0].partitions;
         assert_eq!(r.topics[0].topic_name.as_str(), "orders");
         assert_eq!(
-            parts.iter().map(|p| (p.partition_index, p.error_code)).collect::<Vec<_>>(),
+            parts
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect::<Vec<_>>(),
             vec![(0, 3), (3, 3)]
         );
     }

@@ -44,7 +44,7 @@ pub(super) async fn assignments(
     exclude_internal: bool,
 ) -> Result<Output, ToolError> {
     let md = cluster.metadata(None, false).await?;
-    for t in &only[..] {
+    for t in only {
         if !md.topics.iter().any(|m| topic_str(m) == *t) {
             return Err(ToolError::kafka(
                 format!("describe the placement of topic {t}"),

@@ -39,7 +39,9 @@ pub(super) async fn status(cluster: &mut Cluster) -> Result<Output, ToolError> {
         .send(&DescribeClusterRequest::default(), 1)
         .await?;
     let msg = resp.error_message.as_ref().map(|m| m.to_string());
-    check(resp.error_code, msg.as_deref(), || "describe cluster".into())?;
+    check(resp.error_code, msg.as_deref(), || {
+        "describe cluster".into()
+    })?;
     let mut brokers: BTreeMap<i32, BrokerRow> = resp
         .brokers
         .iter()

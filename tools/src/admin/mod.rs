@@ -488,7 +488,10 @@ mod tests {
         else {
             panic!("parsed as {:?}", cli.command);
         };
-        assert_eq!((topics, exclude_internal), (vec!["a".into(), "b".into()], false));
+        assert_eq!(
+            (topics, exclude_internal),
+            (vec!["a".into(), "b".into()], false)
+        );
         assert!(parse(&["cluster", "assignments", "--exclude-internal"]).is_ok());
         assert!(parse(&["cluster", "assignments", "a", "--exclude-internal"]).is_err());
         assert!(parse(&["cluster"]).is_err());
