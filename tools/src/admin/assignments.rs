@@ -93,7 +93,8 @@ pub(super) async fn assignments(
             }
         }
     }
-    let pool = pool_size(cluster, brokers.first().copied()).await;
+    let reachable = brokers.iter().find(|id| !unreachable.contains(id)).copied();
+    let pool = pool_size(cluster, reachable).await;
 
     // Partition → (pchannel, bytes), and each pchannel's term from its partitions' epochs.
     let mut placed: BTreeMap<(String, i32), (u32, i64)> = BTreeMap::new();
