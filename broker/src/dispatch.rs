@@ -18,6 +18,7 @@ pub const HANDLED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::Metadata,
     ApiKey::DescribeCluster,
+    ApiKey::DescribeQuorum,
     ApiKey::CreateTopics,
     ApiKey::Produce,
     ApiKey::Fetch,
@@ -59,6 +60,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::Metadata => "Metadata",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::Produce => "Produce",
         ApiKey::Fetch => "Fetch",
@@ -166,6 +168,11 @@ pub async fn dispatch(
             &mut buf,
             header,
             &handler::describe_cluster::handle(broker, header, r),
+        ),
+        Request::DescribeQuorum(r) => encode(
+            &mut buf,
+            header,
+            &handler::describe_quorum::handle(broker, header, r, log).await,
         ),
         Request::CreateTopics(r) => encode(
             &mut buf,

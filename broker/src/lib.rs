@@ -10,6 +10,8 @@ pub mod coord;
 pub mod dispatch;
 pub mod group;
 pub mod handler;
+pub mod interbroker;
+pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod observe;

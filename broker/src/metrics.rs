@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
+use log_store::{PChannel, Position};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -14,6 +15,11 @@ use prometheus::{
 use slog::{Logger, warn};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// `mode` of a fetch read that began in the active segment.
+pub const READ_TAILING: &str = "tailing";
+/// `mode` of a fetch read that began in a sealed segment.
+pub const READ_CATCHUP: &str = "catchup";
 
 /// Every metric the broker exports, registered in one registry.
 pub struct Metrics {
@@ -44,6 +50,16 @@ pub struct Metrics {
     /// Fetch requests by kind: `full` (no session), `session_full` (opens a session),
     /// `incremental`.
     pub fetch_requests: IntCounterVec,
+    /// Reads of the log that fetches made and that returned records, by where they began:
+    /// `tailing` in the active segment (mapped, indexed in memory), `catchup` in a sealed one.
+    pub fetch_reads: IntCounterVec,
+    /// Record-batch bytes those reads returned, by the same mode.
+    pub fetch_read_bytes: IntCounterVec,
+    /// Log end offset minus committed offset, per group and partition, for the groups this
+    /// broker coordinates.
+    pub consumergroup_lag: IntGaugeVec,
+    /// Committed offset per group and partition, for the groups this broker coordinates.
+    pub consumergroup_current_offset: IntGaugeVec,
     /// The metadata Raft group as this node sees it.
     pub raft_term: IntGauge,
     /// The Raft leader's node id (-1 while unknown).
@@ -179,6 +195,42 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let fetch_reads = IntCounterVec::new(
+            Opts::new(
+                "sluice_fetch_reads_total",
+                "Log reads by fetches that returned records, by where they began: tailing (active segment) or catchup (sealed segment)",
+            ),
+            &["mode"],
+        )
+        .expect("valid metric");
+        let fetch_read_bytes = IntCounterVec::new(
+            Opts::new(
+                "sluice_fetch_read_bytes_total",
+                "Record-batch bytes returned by log reads of fetches, by mode (tailing, catchup)",
+            ),
+            &["mode"],
+        )
+        .expect("valid metric");
+        // Both modes exist from the start, so rates and ratios are defined before any read.
+        for mode in [READ_TAILING, READ_CATCHUP] {
+            fetch_reads.with_label_values(&[mode]);
+            fetch_read_bytes.with_label_values(&[mode]);
+        }
+        let group_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(
+                Opts::new(name, help),
+                &["consumergroup", "topic", "partition"],
+            )
+            .expect("valid metric")
+        };
+        let consumergroup_lag = group_gauge(
+            "sluice_consumergroup_lag",
+            "Log end offset minus the group's committed offset, reported by the group's coordinator",
+        );
+        let consumergroup_current_offset = group_gauge(
+            "sluice_consumergroup_current_offset",
+            "The group's committed offset, reported by the group's coordinator",
+        );
         let group_commit_bytes = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_pchannel_group_commit_bytes",
@@ -218,6 +270,10 @@ impl Metrics {
             Box::new(log_start_offset.clone()),
             Box::new(partition_bytes.clone()),
             Box::new(fetch_requests.clone()),
+            Box::new(fetch_reads.clone()),
+            Box::new(fetch_read_bytes.clone()),
+            Box::new(consumergroup_lag.clone()),
+            Box::new(consumergroup_current_offset.clone()),
             Box::new(group_commit_bytes.clone()),
             Box::new(append_latency.clone()),
             Box::new(fsync_latency.clone()),
@@ -251,6 +307,10 @@ impl Metrics {
             bytes_out,
             fetch_sessions,
             fetch_requests,
+            fetch_reads,
+            fetch_read_bytes,
+            consumergroup_lag,
+            consumergroup_current_offset,
             raft_term,
             raft_leader,
             raft_applied_index,
@@ -261,6 +321,19 @@ impl Metrics {
             append_latency,
             fsync_latency,
         }
+    }
+
+    /// Counts one log read of a fetch that returned `bytes` starting at `position` of `log`:
+    /// tailing when that lies in the active segment, catch-up when in a sealed one.
+    pub fn count_fetch_read(&self, log: &PChannel, position: Position, bytes: usize) {
+        let mode = match log.active_segment_base() {
+            Some(base) if position >= base => READ_TAILING,
+            _ => READ_CATCHUP,
+        };
+        self.fetch_reads.with_label_values(&[mode]).inc();
+        self.fetch_read_bytes
+            .with_label_values(&[mode])
+            .inc_by(bytes as u64);
     }
 
     /// The registry in Prometheus' text exposition format.

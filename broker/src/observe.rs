@@ -1,5 +1,6 @@
-//! Gauges that describe state rather than count events — the metadata Raft group and the
-//! offsets of every partition served here — refreshed periodically from their sources.
+//! Gauges that describe state rather than count events — the metadata Raft group, the
+//! offsets of every partition served here, and the lag of the consumer groups coordinated
+//! here — refreshed periodically from their sources.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::handler::{local_wal, route};
+use crate::lag::GroupLag;
 
 /// How often the gauges are refreshed.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -16,9 +18,17 @@ const REFRESH: Duration = Duration::from_secs(2);
 /// Refreshes the state gauges until `shutdown` turns true.
 pub async fn refresh_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(REFRESH);
+    let mut lag = GroupLag::default();
+    let log = broker.logging.component("metrics");
     loop {
         tokio::select! {
-            _ = ticker.tick() => refresh(&broker),
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        refresh(&broker);
+        // Lag may ask other brokers for log end offsets: shutdown does not wait for them.
+        tokio::select! {
+            _ = lag.refresh(&broker, &log) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

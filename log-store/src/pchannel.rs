@@ -152,6 +152,14 @@ impl PChannel {
         Position(self.inner.durability.written())
     }
 
+    /// Position where the active segment (the one being written, whose index lives only in
+    /// memory) begins; reads from here on never touch a sealed segment. `None` before the
+    /// first entry, when the pchannel has no segment.
+    pub fn active_segment_base(&self) -> Option<Position> {
+        let st = self.inner.state.read();
+        st.segments.last().map(|s| Position(s.seg.base))
+    }
+
     /// Blocks until `pos` is durable as the policy promises: under `Always` the caller joins
     /// (or leads) the next group flush, under `IntervalMs` it waits for the flusher thread,
     /// under `Never` it returns at once. Returns the durable position.

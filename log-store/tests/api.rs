@@ -413,3 +413,32 @@ fn interval_policy_wait_durable() {
     pc.close().unwrap();
     assert!(matches!(pc.append(&[]), Err(LogError::Closed)));
 }
+
+#[test]
+fn the_active_segment_base_splits_tailing_from_catch_up_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pc, _) = PChannel::open(dir.path(), opts(64 << 10, SyncPolicy::Never)).unwrap();
+    assert_eq!(
+        pc.active_segment_base(),
+        None,
+        "no segment before the first entry"
+    );
+    append_one(&pc, 1, 0, 1, 100, 0);
+    assert_eq!(pc.active_segment_base(), Some(Position(0)));
+    for i in 1..300 {
+        append_one(&pc, 1, i, 1, 700, i);
+    }
+    let base = pc.active_segment_base().unwrap();
+    assert!(base > Position(0), "the segments rolled");
+    let first = pc.read(VChannelId(1), 0, 1).unwrap();
+    let last = pc.read(VChannelId(1), 299, 1).unwrap();
+    assert!(
+        first[0].position < base,
+        "offset 0 lies in a sealed segment"
+    );
+    assert!(
+        last[0].position >= base,
+        "the newest entry lies in the active segment"
+    );
+    assert!(base <= pc.end_position());
+}

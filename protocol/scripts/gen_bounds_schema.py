@@ -17,7 +17,7 @@ WANTED = [
     "TxnOffsetCommit", "DescribeConfigs", "AlterConfigs", "DescribeLogDirs", "CreatePartitions",
     "DeleteGroups", "IncrementalAlterConfigs", "OffsetDelete", "DescribeCluster",
     "DescribeProducers", "DescribeTransactions", "ListTransactions", "WriteTxnMarkers",
-    "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
+    "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeQuorum",
 ]
 PRIMS = {"bool": "Bool", "int8": "Int8", "int16": "Int16", "uint16": "Uint16", "int32": "Int32",
          "uint32": "Uint32", "int64": "Int64", "float64": "Float64", "uuid": "Uuid",

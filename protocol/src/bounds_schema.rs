@@ -667,6 +667,19 @@ static MESSAGES: &[Message] = &[
         // IncludeAuthorizedOperations
         Field { kind: Kind::Bool, min: 0, max: 32767, tag: -1 },
     ] },
+    // DescribeQuorumRequest, valid 0-2, flexible 0+
+    Message { api_key: 55, flexible_from: 0, fields: &[
+        // Topics
+        Field { kind: Kind::Array(&Kind::Struct(&[
+            // TopicName
+            Field { kind: Kind::String, min: 0, max: 32767, tag: -1 },
+            // Partitions
+            Field { kind: Kind::Array(&Kind::Struct(&[
+                // PartitionIndex
+                Field { kind: Kind::Int32, min: 0, max: 32767, tag: -1 },
+            ])), min: 0, max: 32767, tag: -1 },
+        ])), min: 0, max: 32767, tag: -1 },
+    ] },
 ];
 
 /// The wire shape of requests of `api_key`, if generated.

@@ -27,7 +27,11 @@ pub enum Marker {
 impl Marker {
     /// The marker for a commit (`true`) or an abort.
     pub fn of(commit: bool) -> Marker {
-        if commit { Marker::Commit } else { Marker::Abort }
+        if commit {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        }
     }
 
     fn control_type(self) -> i16 {

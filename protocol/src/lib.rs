@@ -35,8 +35,8 @@
 
 pub mod batch;
 pub mod bounds;
-pub mod control;
 mod bounds_schema;
+pub mod control;
 pub mod decompress;
 pub mod errors;
 pub mod frame;

@@ -100,6 +100,7 @@ requests! {
     WriteTxnMarkers(WriteTxnMarkersRequest),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+    DescribeQuorum(DescribeQuorumRequest),
 }
 
 impl Request {

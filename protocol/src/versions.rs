@@ -76,6 +76,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::WriteTxnMarkers, 0, 1),
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
+    api(ApiKey::DescribeQuorum, 0, 2),
 ];
 
 impl SupportedApi {

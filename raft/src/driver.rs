@@ -14,7 +14,7 @@ use crate::command::{Command, CommandResult};
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::forward::{ForwardOutcome, Forwarding};
-use crate::node::{Change, RaftStatus, Reply, Request};
+use crate::node::{Change, RaftStatus, Reply, Request, VoterProgress};
 use crate::peer::{Peer, ProposalId, ReadId, ReadyOutput};
 use crate::state::MetadataState;
 use crate::transport::{Transport, TransportEvent};
@@ -32,8 +32,17 @@ pub(crate) struct Driver {
     pub(crate) reads: HashMap<ReadId, (Reply<Arc<MetadataState>>, u64)>,
     pub(crate) next_read: ReadId,
     pub(crate) ticks: u64,
+    /// On the leader: when each voter last answered, and last answered fully caught up.
+    pub(crate) contacts: HashMap<u64, Contact>,
     pub(crate) forwarding: Forwarding,
     pub(crate) logger: slog::Logger,
+}
+
+/// Wall-clock times (ms since the epoch) the leader saw a voter answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Contact {
+    last: i64,
+    caught_up: Option<i64>,
 }
 
 /// Requests handled per loop turn before the Ready is processed (bounds batch latency).
@@ -86,7 +95,16 @@ impl Driver {
 
     fn handle(&mut self, req: Request) -> bool {
         match req {
-            Request::Net(TransportEvent::Message(m)) => self.peer.step(*m),
+            Request::Net(TransportEvent::Message(m)) => {
+                let (from, kind) = (m.from, m.get_msg_type());
+                self.peer.step(*m);
+                if matches!(
+                    kind,
+                    MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse
+                ) {
+                    self.note_contact(from);
+                }
+            }
             Request::Net(TransportEvent::Unreachable(id)) => self.peer.report_unreachable(id),
             Request::Net(TransportEvent::SnapshotSent(id, ok)) => self.peer.report_snapshot(id, ok),
             Request::Net(TransportEvent::Forward(m)) => self.on_forward(*m),
@@ -218,15 +236,53 @@ impl Driver {
         }
     }
 
+    /// Records that voter `from` answered the leader now, and whether it had everything.
+    fn note_contact(&mut self, from: u64) {
+        if !self.peer.is_leader() {
+            return;
+        }
+        let last_index = self.peer.last_index();
+        let Some(&(_, matched)) = self.peer.progress().iter().find(|(id, _)| *id == from) else {
+            return;
+        };
+        let now = now_ms();
+        let contact = self.contacts.entry(from).or_default();
+        contact.last = now;
+        if matched >= last_index {
+            contact.caught_up = Some(now);
+        }
+    }
+
     pub(crate) fn publish(&mut self) {
+        let progress = self.peer.progress();
+        if progress.is_empty() {
+            // Contacts belong to one leadership; a later one starts afresh.
+            self.contacts.clear();
+        }
+        let me = self.peer.id();
+        let progress = progress
+            .into_iter()
+            .map(|(node_id, matched)| {
+                let contact = self.contacts.get(&node_id).copied();
+                VoterProgress {
+                    node_id,
+                    matched,
+                    last_contact_ms: contact.map(|c| c.last).filter(|_| node_id != me),
+                    last_caught_up_ms: contact.and_then(|c| c.caught_up),
+                }
+            })
+            .collect();
         let status = RaftStatus {
-            node_id: self.peer.id(),
+            node_id: me,
             leader: self.peer.leader(),
             term: self.peer.term(),
             is_leader: self.peer.is_leader(),
             applied: self.peer.state().version,
             voters: self.peer.voters(),
             failed: None,
+            commit: self.peer.commit_index(),
+            last_index: self.peer.last_index(),
+            progress,
         };
         self.status_tx.send_if_modified(|s| {
             if *s != status {
@@ -237,4 +293,10 @@ impl Driver {
             }
         });
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

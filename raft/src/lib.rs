@@ -44,7 +44,7 @@ pub mod transport;
 pub use command::{Command, CommandError, CommandResult};
 pub use config::{NodeConfig, PeerConfig};
 pub use error::{Error, Result};
-pub use node::{Change, MetadataStore, RaftStatus};
+pub use node::{Change, MetadataStore, RaftStatus, VoterProgress};
 pub use peer::Peer;
 pub use state::MetadataState;
 

@@ -40,6 +40,27 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Set when storage failed and the node stopped.
     pub failed: Option<String>,
+    /// Commit index: entries up to it are on a quorum (KRaft's high watermark).
+    pub commit: u64,
+    /// Index of the last entry in this node's log.
+    pub last_index: u64,
+    /// On the leader, each voter's replication progress, sorted by node id; empty elsewhere.
+    pub progress: Vec<VoterProgress>,
+}
+
+/// How far one voter's log matches the leader's, as the leader sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VoterProgress {
+    /// The voter.
+    pub node_id: u64,
+    /// Index up to which its durable log agrees with the leader's.
+    pub matched: u64,
+    /// Wall-clock time (ms since the epoch) of its last answer to the leader (append or
+    /// heartbeat response); `None` for the leader itself and before any answer.
+    pub last_contact_ms: Option<i64>,
+    /// Wall-clock time of the last answer showing it had every entry the leader had then;
+    /// `None` before any.
+    pub last_caught_up_ms: Option<i64>,
 }
 
 /// One applied entry, as published by [`MetadataStore::changes`].
@@ -168,6 +189,7 @@ impl MetadataStore {
             reads: HashMap::new(),
             next_read: 1,
             ticks: 0,
+            contacts: HashMap::new(),
             forwarding: Forwarding::new(),
             logger: logger.new(slog::o!("raft_node" => config.node_id)),
         };

@@ -197,6 +197,35 @@ impl Peer {
         self.raw.store().first_index().unwrap_or(0)
     }
 
+    /// Index of the last entry in this peer's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// The commit index: entries up to it are on a quorum and will be applied everywhere.
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// On the leader, each voter's matched index (how far its durable log agrees with the
+    /// leader's; the leader's own entry counts what it has persisted), sorted by node id.
+    /// Empty on other peers: only the leader tracks progress.
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut out: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| self.conf.voters.contains(id))
+            .map(|(&id, p)| (id, p.matched))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
         self.raw.tick();

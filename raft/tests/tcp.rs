@@ -167,3 +167,54 @@ async fn a_fourth_node_joins_over_tcp() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reports_each_voters_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, _) = start_three(dir.path()).await;
+    let (l, version, _) = propose_on_leader(&stores, create_topic("progress", 1)).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Heartbeat answers keep coming: wait until every follower has answered since `before`
+    // with its log caught up to the leader's.
+    let mut status = stores[l].subscribe_status();
+    let st = within(status.wait_for(|s| {
+        s.is_leader
+            && s.commit >= version
+            && s.progress.len() == 3
+            && s.progress.iter().all(|p| {
+                p.node_id == s.node_id
+                    || (p.matched == s.last_index
+                        && p.last_contact_ms.is_some_and(|t| t >= before)
+                        && p.last_caught_up_ms.is_some_and(|t| t >= before))
+            })
+    }))
+    .await
+    .unwrap()
+    .clone();
+    assert_eq!(
+        st.progress.iter().map(|p| p.node_id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let me = st
+        .progress
+        .iter()
+        .find(|p| p.node_id == st.node_id)
+        .unwrap();
+    assert_eq!(me.matched, st.last_index);
+    assert_eq!(me.last_contact_ms, None);
+    assert!(st.commit <= st.last_index);
+    // Followers do not track progress.
+    for (i, s) in stores.iter().enumerate() {
+        if i != l {
+            let f = s.status();
+            assert!(f.progress.is_empty(), "follower {i}: {f:?}");
+            assert!(f.commit >= 1 && f.last_index >= f.commit);
+        }
+    }
+    for s in &stores {
+        s.shutdown().await;
+    }
+}

@@ -21,19 +21,28 @@ def free_ports(n):
     return ports
 
 
-def start_cluster(broker_factory, size=3):
-    raft = free_ports(size)
-    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(raft))
-    brokers = []
-    for i in range(size):
-        args = ["--node-id", str(i + 1), "--raft-listen", f"127.0.0.1:{raft[i]}", "--voters", voters,
-                "-o", "group.initial.rebalance.delay.ms=0"]
-        brokers.append(broker_factory(args, start=False))
-    for b in brokers:
-        b.launch()
-    for b in brokers:
-        b.wait_started()
-    return brokers
+def start_cluster(broker_factory, size=3, attempts=3):
+    """Starts `size` brokers as one cluster. The Raft ports are picked free and then released,
+    so another listener may take one meanwhile: then the cluster starts again on new ports."""
+    for attempt in range(attempts):
+        raft = free_ports(size)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(raft))
+        brokers = []
+        for i in range(size):
+            args = ["--node-id", str(i + 1), "--raft-listen", f"127.0.0.1:{raft[i]}", "--voters", voters,
+                    "-o", "group.initial.rebalance.delay.ms=0"]
+            brokers.append(broker_factory(args, start=False))
+        for b in brokers:
+            b.launch()
+        try:
+            for b in brokers:
+                b.wait_started()
+            return brokers
+        except RuntimeError as e:
+            for b in brokers:
+                b.kill()
+            if "Address already in use" not in str(e) or attempt == attempts - 1:
+                raise
 
 
 def metadata(bootstrap, topic=None):

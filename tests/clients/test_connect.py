@@ -180,6 +180,10 @@ def test_grafana_dashboard_uses_exported_metrics(broker):
         bad.sendall(struct.pack(">i", 0x7FFFFFF0))
         assert_closed(bad)
     broker.wait_for_log(lambda r: r.get("msg") == "request rejected")
+    # A group's commit, so the coordinator exports its lag (refreshed every 2 s).
+    from test_operations import commit, wait_for
+    commit(broker.bootstrap, "dash-group", "dash", {0: 0})
+    wait_for(lambda: any(n.startswith("sluice_consumergroup_lag{") for n in scrape(broker)), what="the lag series")
 
     exported = {name.split("{")[0] for name in scrape(broker)}
     dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())

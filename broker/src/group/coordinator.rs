@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use log_store::VChannelId;
 use parking_lot::{Mutex, RwLock};
 use slog::{Logger, info, warn};
-use sluice_protocol::ResponseError as E;
 use sluice_protocol::RecordBatchHeader;
+use sluice_protocol::ResponseError as E;
 use sluice_protocol::control::{Marker, parse_marker};
 use tokio::sync::{oneshot, watch};
 
@@ -335,9 +335,8 @@ impl GroupCoordinator {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<WriteFence<'_>, i16> {
-        let batches =
-            offsets::encode_txn_batches(records, now_ms(), producer_id, producer_epoch)
-                .map_err(|_| E::UnknownServerError.code())?;
+        let batches = offsets::encode_txn_batches(records, now_ms(), producer_id, producer_epoch)
+            .map_err(|_| E::UnknownServerError.code())?;
         self.append_batches(home, batches).await
     }
 

@@ -71,9 +71,8 @@ async fn add(
     for topic in topics {
         let known = state.topics.get(topic.name.as_str());
         for p in &topic.partitions {
-            let exists = known.is_some_and(|info| {
-                usize::try_from(*p).is_ok_and(|i| i < info.partitions.len())
-            });
+            let exists = known
+                .is_some_and(|info| usize::try_from(*p).is_ok_and(|i| i < info.partitions.len()));
             unknown |= !exists || topic.name.as_str() == TXN_TOPIC;
             partitions.push((topic.name.to_string(), *p, exists));
         }
@@ -118,7 +117,9 @@ async fn add(
             Some(r) => r.results_by_partition.push(result),
             None => results.push(
                 AddPartitionsToTxnTopicResult::default()
-                    .with_name(kafka_protocol::messages::TopicName(super::str_bytes(&topic)))
+                    .with_name(kafka_protocol::messages::TopicName(super::str_bytes(
+                        &topic,
+                    )))
                     .with_results_by_partition(vec![result]),
             ),
         }

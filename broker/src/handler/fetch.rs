@@ -241,6 +241,11 @@ fn read_partition(
                 }
             }
             let len: usize = entries.iter().map(|e| e.payload.len()).sum();
+            if let Some(first) = entries.first() {
+                broker
+                    .metrics
+                    .count_fetch_read(&wal.log, first.position, len);
+            }
             let parts: Vec<Bytes> = entries.into_iter().map(|e| e.payload).collect();
             let (records, splice) = match parts.len() {
                 0 => (Bytes::new(), None),

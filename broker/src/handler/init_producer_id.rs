@@ -19,8 +19,8 @@ pub async fn handle(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if let Some(transactional_id) = &request.transactional_id {
-        let expected = (request.producer_id.0 >= 0)
-            .then_some((request.producer_id.0, request.producer_epoch));
+        let expected =
+            (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
         let result = broker
             .txns
             .init_producer_id(

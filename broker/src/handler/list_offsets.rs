@@ -42,8 +42,13 @@ pub fn handle(
                         let route = route(&state, topic.name.as_str(), p.partition_index)?;
                         route.check_leader_epoch(p.current_leader_epoch)?;
                         let wal = local_wal(broker, &route)?;
-                        lookup(&wal, VChannelId(route.vchannel), p.timestamp, read_committed)
-                            .map(|found| (found, route.leader_epoch))
+                        lookup(
+                            &wal,
+                            VChannelId(route.vchannel),
+                            p.timestamp,
+                            read_committed,
+                        )
+                        .map(|found| (found, route.leader_epoch))
                     })();
                     match result {
                         Ok(((offset, timestamp), epoch)) => {

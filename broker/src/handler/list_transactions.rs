@@ -41,13 +41,7 @@ pub async fn handle(
     let mut states = Vec::new();
     for handle in broker.txns.all() {
         let t = handle.state.lock().await.clone();
-        if t.producer_id < 0
-            || broker
-                .txns
-                .home(broker, &t.transactional_id)
-                .await
-                .is_err()
-        {
+        if t.producer_id < 0 || broker.txns.home(broker, &t.transactional_id).await.is_err() {
             continue;
         }
         let state_ok = request.state_filters.is_empty()
@@ -56,7 +50,9 @@ pub async fn handle(
                 .iter()
                 .any(|f| f.as_str() == t.status.name());
         let producer_ok = request.producer_id_filters.is_empty()
-            || request.producer_id_filters.contains(&ProducerId(t.producer_id));
+            || request
+                .producer_id_filters
+                .contains(&ProducerId(t.producer_id));
         let duration_ok = header.api_version < 1
             || request.duration_filter < 0
             || (t.status == TxnStatus::Ongoing

@@ -173,7 +173,11 @@ async fn fetch(
                             g.pending_txn_offsets.values().any(|o| o.contains_key(&key))
                         });
                     if unstable {
-                        entry.push((p, None, sluice_protocol::ResponseError::UnstableOffsetCommit.code()));
+                        entry.push((
+                            p,
+                            None,
+                            sluice_protocol::ResponseError::UnstableOffsetCommit.code(),
+                        ));
                         continue;
                     }
                     let committed = group.as_ref().and_then(|g| g.offsets.get(&key).cloned());

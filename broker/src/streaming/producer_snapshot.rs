@@ -97,7 +97,11 @@ pub enum SnapshotError {
 
 fn checksum(producers: &[StoredProducer], txns: &[StoredTxns]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(serde_json::to_string(producers).unwrap_or_default().as_bytes());
+    hasher.update(
+        serde_json::to_string(producers)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     hasher.update(serde_json::to_string(txns).unwrap_or_default().as_bytes());
     hasher.finalize()
 }
@@ -194,7 +198,12 @@ pub fn rebuild(
 
 /// Applies one stored batch to the state, as the writer did when it appended it. Batches a
 /// coordinator wrote (markers, transactional offsets) carry no sequence.
-fn replay_entry(state: &mut ProducerState, vchannel: VChannelId, payload: &[u8], first_offset: i64) {
+fn replay_entry(
+    state: &mut ProducerState,
+    vchannel: VChannelId,
+    payload: &[u8],
+    first_offset: i64,
+) {
     let Ok(h) = RecordBatchHeader::parse(payload) else {
         return;
     };
@@ -205,7 +214,9 @@ fn replay_entry(state: &mut ProducerState, vchannel: VChannelId, payload: &[u8],
         match parse_marker(payload) {
             Ok(Some(marker)) => {
                 let commit = marker == Marker::Commit;
-                state.txns.marker(vchannel, h.producer_id(), commit, first_offset);
+                state
+                    .txns
+                    .marker(vchannel, h.producer_id(), commit, first_offset);
             }
             Ok(None) => state.txns.data(vchannel, h.producer_id(), first_offset),
             Err(_) => {}

@@ -295,9 +295,11 @@ impl Writer {
         let txns = {
             let mut txns = self.txns.lock();
             txns.prune(|v| self.log.vchannel_state(v).map(|s| s.log_start_offset));
-            let expired = self.producers.expire(now_ms(), self.producer_expiration_ms, |v, p| {
-                txns.is_open(v, p)
-            });
+            let expired = self
+                .producers
+                .expire(now_ms(), self.producer_expiration_ms, |v, p| {
+                    txns.is_open(v, p)
+                });
             if expired > 0 {
                 slog::info!(self.logger, "idle producers' sequence state expired"; "producers" => expired);
             }

@@ -103,7 +103,8 @@ impl TransactionCoordinator {
             .ok_or(E::CoordinatorNotAvailable.code())?;
         let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         let partition = partition_for(transactional_id, count);
-        let r = route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
+        let r =
+            route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
         let leader = r.leader.ok_or(E::CoordinatorNotAvailable.code())?;
         Ok((partition, leader))
     }
@@ -120,7 +121,8 @@ impl TransactionCoordinator {
 
     async fn home_of_partition(&self, broker: &Arc<Broker>, partition: i32) -> Result<Home, i16> {
         let state = broker.cluster.state();
-        let r = route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
+        let r =
+            route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
         let wal = local_wal(broker, &r).map_err(|c| {
             if c == E::LeaderNotAvailable.code() {
                 E::CoordinatorNotAvailable.code()
@@ -286,10 +288,14 @@ impl TransactionCoordinator {
         let mut t = handle.state.lock().await;
         let now = now_ms();
         if t.producer_id < 0 {
-            let producer_id = broker.producer_ids.next(&broker.cluster).await.map_err(|e| {
-                warn!(self.log, "producer id allocation failed"; "error" => %e);
-                metadata_error_code(&e)
-            })?;
+            let producer_id = broker
+                .producer_ids
+                .next(&broker.cluster)
+                .await
+                .map_err(|e| {
+                    warn!(self.log, "producer id allocation failed"; "error" => %e);
+                    metadata_error_code(&e)
+                })?;
             let next = TxnMetadata {
                 producer_id,
                 producer_epoch: 0,
@@ -410,8 +416,8 @@ impl TransactionCoordinator {
         if t.status.is_preparing() || t.status == TxnStatus::PrepareEpochFence {
             return Err(E::ConcurrentTransactions.code());
         }
-        let all_in = t.status == TxnStatus::Ongoing
-            && partitions.iter().all(|p| t.partitions.contains(p));
+        let all_in =
+            t.status == TxnStatus::Ongoing && partitions.iter().all(|p| t.partitions.contains(p));
         if verify_only {
             return if all_in {
                 Ok(())
@@ -608,7 +614,9 @@ pub async fn complete(broker: Arc<Broker>, handle: Arc<TxnHandle>) {
             .collect();
         if failed.is_empty() {
             let mut t = handle.state.lock().await;
-            if t.status != status || t.producer_id != producer_id || t.producer_epoch != producer_epoch
+            if t.status != status
+                || t.producer_id != producer_id
+                || t.producer_epoch != producer_epoch
             {
                 return;
             }
@@ -694,6 +702,9 @@ mod tests {
         };
         assert_eq!(check_producer(&t, 10, 3), Ok(()));
         assert_eq!(check_producer(&t, 10, 2), Err(E::ProducerFenced.code()));
-        assert_eq!(check_producer(&t, 11, 3), Err(E::InvalidProducerIdMapping.code()));
+        assert_eq!(
+            check_producer(&t, 11, 3),
+            Err(E::InvalidProducerIdMapping.code())
+        );
     }
 }

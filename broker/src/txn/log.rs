@@ -83,7 +83,9 @@ impl TxnRecord {
     pub fn decode(mut key: Bytes, value: Option<Bytes>) -> Result<TxnRecord, GroupError> {
         need(&key, 2)?;
         if key.get_i16() != 0 {
-            return Err(GroupError::CorruptRecord("unknown transaction log key version"));
+            return Err(GroupError::CorruptRecord(
+                "unknown transaction log key version",
+            ));
         }
         let transactional_id = get_string(&mut key)?.ok_or_else(truncated)?;
         let Some(mut v) = value else {
@@ -166,9 +168,13 @@ mod tests {
             producer_epoch: 7,
             timeout_ms: 60_000,
             status: TxnStatus::Ongoing,
-            partitions: [("a".to_string(), 0), ("a".to_string(), 3), ("b".to_string(), 1)]
-                .into_iter()
-                .collect(),
+            partitions: [
+                ("a".to_string(), 0),
+                ("a".to_string(), 3),
+                ("b".to_string(), 1),
+            ]
+            .into_iter()
+            .collect(),
             last_update_ms: 1_700_000_000_500,
             start_ms: 1_700_000_000_000,
         }

@@ -5,25 +5,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::join_all;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ProducerId, RequestHeader, ResponseHeader, TopicName, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use log_store::VChannelId;
 use sluice_protocol::ResponseError as E;
 use sluice_protocol::control::{Marker, encode_marker};
-use futures_util::future::join_all;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::handler::{local_wal, route};
+use crate::interbroker::PeerConnection;
 use crate::streaming::interceptor::AppendError;
 use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 
@@ -31,8 +29,6 @@ use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 const MARKERS_VERSION: i16 = 1;
 /// How long a broker has to answer a WriteTxnMarkers request.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
-/// The largest response accepted from another broker.
-const MAX_RESPONSE: usize = 16 << 20;
 
 /// Writes one marker into each partition; returns each partition's outcome. Partitions of
 /// deleted topics, and partitions whose producer state already moved past this epoch, need no
@@ -86,12 +82,20 @@ pub async fn write(
                     .map(|k| (k, Err(E::BrokerNotAvailable.code())))
                     .collect::<Vec<_>>();
             };
-            let request =
-                request_for(producer_id, producer_epoch, commit, coordinator_epoch, &keys);
-            let sent = send(&address, broker.node_id(), request);
-            match tokio::time::timeout(REMOTE_TIMEOUT, sent).await {
-                Ok(Ok(response)) => outcomes(&keys, &response),
-                _ => keys
+            let request = request_for(
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+                &keys,
+            );
+            let sent = async {
+                let mut peer = PeerConnection::connect(&address, REMOTE_TIMEOUT).await?;
+                peer.send(&request, MARKERS_VERSION).await
+            };
+            match sent.await {
+                Ok(response) => outcomes(&keys, &response),
+                Err(_) => keys
                     .into_iter()
                     .map(|k| (k, Err(E::NetworkException.code())))
                     .collect(),
@@ -204,54 +208,4 @@ fn outcomes(
             ((topic.clone(), *partition), result)
         })
         .collect()
-}
-
-/// Sends one WriteTxnMarkers request to another broker and reads its response.
-async fn send(
-    address: &str,
-    node_id: i32,
-    request: WriteTxnMarkersRequest,
-) -> std::io::Result<WriteTxnMarkersResponse> {
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::WriteTxnMarkers as i16)
-        .with_request_api_version(MARKERS_VERSION)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_string(format!(
-            "sluice-txn-coordinator-{node_id}"
-        ))));
-    let mut body = BytesMut::new();
-    header
-        .encode(
-            &mut body,
-            ApiKey::WriteTxnMarkers.request_header_version(MARKERS_VERSION),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-    request
-        .encode(&mut body, MARKERS_VERSION)
-        .map_err(|e| invalid(e.to_string()))?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_u32(body.len() as u32);
-    frame.extend_from_slice(&body);
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    stream.set_nodelay(true)?;
-    stream.write_all(&frame).await?;
-    let size = stream.read_u32().await? as usize;
-    if size > MAX_RESPONSE {
-        return Err(invalid(format!("response of {size} bytes")));
-    }
-    let mut buf = vec![0u8; size];
-    stream.read_exact(&mut buf).await?;
-    let mut buf = Bytes::from(buf);
-    let response_header = ResponseHeader::decode(
-        &mut buf,
-        ApiKey::WriteTxnMarkers.response_header_version(MARKERS_VERSION),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
-    if response_header.correlation_id != 1 {
-        return Err(invalid("correlation id mismatch".into()));
-    }
-    let response = WriteTxnMarkersResponse::decode(&mut buf, MARKERS_VERSION)
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(response)
 }

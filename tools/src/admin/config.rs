@@ -43,6 +43,15 @@ impl Target {
         }
     }
 
+    /// The configs of broker `id`.
+    pub(super) fn broker(id: i32) -> Self {
+        Target {
+            resource_type: RESOURCE_BROKER,
+            name: id.to_string(),
+            broker: Some(id),
+        }
+    }
+
     async fn resolve(cluster: &mut Cluster, resource: &Resource) -> Result<Self, ToolError> {
         if let Some(topic) = &resource.topic {
             return Ok(Target::topic(topic));
@@ -67,11 +76,7 @@ impl Target {
                 }
             }
         };
-        Ok(Target {
-            resource_type: RESOURCE_BROKER,
-            name: id.to_string(),
-            broker: Some(id),
-        })
+        Ok(Target::broker(id))
     }
 
     fn label(&self) -> String {

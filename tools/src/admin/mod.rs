@@ -1,5 +1,7 @@
 //! `sluice-admin`: the command line (clap) and the dispatch of each subcommand.
 
+mod assignments;
+mod cluster;
 mod config;
 mod consume;
 mod group;
@@ -60,6 +62,27 @@ pub enum Command {
     /// List, describe and delete consumer groups; reset their committed offsets.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Brokers, the metadata Raft quorum, and pchannel assignments.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+/// `cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Brokers (alive or not), the controller, and the metadata Raft quorum: leader, term, high
+    /// watermark, and each voter's log end offset and lag (DescribeCluster, DescribeQuorum).
+    Status,
+    /// Pchannels with their owner, term and state (ASSIGNED when a live broker serves it,
+    /// UNAVAILABLE when none does), and which pchannel holds each partition (Metadata,
+    /// DescribeLogDirs).
+    Assignments {
+        /// Only place the partitions of these topics (every pchannel is still listed).
+        topics: Vec<String>,
+        /// Leave internal topics (`__consumer_offsets`, ...) out of the partition list.
+        #[arg(long, conflicts_with = "topics")]
+        exclude_internal: bool,
+    },
 }
 
 /// `group ...`
@@ -321,6 +344,11 @@ async fn run(cli: &Cli) -> Result<(), ToolError> {
         Command::Offsets(args) => offsets::run(&mut cluster, args).await?,
         Command::Produce(args) => produce::run(&mut cluster, args).await?,
         Command::Group(cmd) => group::run(&mut cluster, cmd).await?,
+        Command::Cluster(ClusterCmd::Status) => cluster::status(&mut cluster).await?,
+        Command::Cluster(ClusterCmd::Assignments {
+            topics,
+            exclude_internal,
+        }) => assignments::assignments(&mut cluster, topics, *exclude_internal).await?,
         Command::Consume(args) => {
             return consume::run(&mut cluster, args, cli.json).await;
         }
@@ -444,5 +472,28 @@ mod tests {
         assert!(execute);
         assert!(parse(&["group", "list", "--state", "nope"]).is_err());
         assert!(parse(&["group", "delete"]).is_err());
+    }
+
+    #[test]
+    fn cluster_subcommands() {
+        assert!(matches!(
+            parse(&["cluster", "status", "--json"]).unwrap().command,
+            Command::Cluster(ClusterCmd::Status)
+        ));
+        let cli = parse(&["cluster", "assignments", "a", "b"]).unwrap();
+        let Command::Cluster(ClusterCmd::Assignments {
+            topics,
+            exclude_internal,
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(
+            (topics, exclude_internal),
+            (vec!["a".into(), "b".into()], false)
+        );
+        assert!(parse(&["cluster", "assignments", "--exclude-internal"]).is_ok());
+        assert!(parse(&["cluster", "assignments", "a", "--exclude-internal"]).is_err());
+        assert!(parse(&["cluster"]).is_err());
     }
 }

@@ -444,7 +444,11 @@ mod tests {
         s.commit();
         // Producer 2 has an open transaction on V: it stays however idle it is.
         assert_eq!(s.expire(10_500, 9_000, |_, p| p == 2), 1);
-        assert_eq!(s.check(V, 1, 0, 5, 5), Ok(Check::Append), "1 expired: any sequence goes");
+        assert_eq!(
+            s.check(V, 1, 0, 5, 5),
+            Ok(Check::Append),
+            "1 expired: any sequence goes"
+        );
         assert!(s.check(V, 2, 0, 5, 5).is_err(), "2 kept its sequence");
         assert!(s.check(V, 3, 0, 5, 5).is_err(), "3 is recent");
         let again = ProducerStates::import(s.export());

@@ -232,7 +232,10 @@ mod tests {
         t.prune(|_| Some(5));
         assert_eq!(t.aborted_between(V, 0, 100).len(), 1);
         let again = TxnIndex::import(t.export());
-        assert_eq!(again.aborted_between(V, 0, 100), t.aborted_between(V, 0, 100));
+        assert_eq!(
+            again.aborted_between(V, 0, 100),
+            t.aborted_between(V, 0, 100)
+        );
         t.prune(|_| None);
         assert!(t.export().is_empty());
     }
