@@ -97,8 +97,9 @@ def test_cluster_assignments_on_one_broker(broker):
     assert all(p["owner"] == 1 and p["state"] == "ASSIGNED" and p["term"] >= 1 for p in pchannels.values())
     assert all(p["log_dir"].endswith("/pchannels/pchannel-%04d" % i) for i, p in pchannels.items())
     assert out["unreachable_brokers"] == []
-    # 50 offsets partitions and 5 of ours, each on exactly one pchannel.
-    assert sum(p["partitions"] for p in pchannels.values()) == 55
+    # 50 offsets partitions, 50 transaction state partitions and 5 of ours, each on exactly one
+    # pchannel.
+    assert sum(p["partitions"] for p in pchannels.values()) == 50 + 50 + 5
     ours = [p for p in out["partitions"] if p["topic"] == "placed"]
     assert [p["partition"] for p in ours] == [0, 1, 2, 3, 4]
     # Partitions of one topic go to different pchannels; each partition's epoch is its term.
@@ -251,7 +252,7 @@ def test_cluster_assignments_and_lag_on_three_brokers(broker_factory):
         assert p["leader"] == owner["owner"] == leaders[p["partition"]]
         assert p["leader_epoch"] == owner["term"]
     # Each broker's log dirs report only its own pchannels: the union is the pool, no overlap.
-    assert sum(p["partitions"] for p in pchannels.values()) == 50 + 6
+    assert sum(p["partitions"] for p in pchannels.values()) == 50 + 50 + 6
 
     # Lag is reported by the group's coordinator, with log end offsets of partitions served
     # by the other brokers.
