@@ -1,6 +1,7 @@
-//! OffsetCommit: validates the member and generation (member epoch in a consumer group), writes one record per partition to the
-//! group's `__consumer_offsets` partition, and answers once that write is durable; only then
-//! does the in-memory cache (which answers OffsetFetch) change.
+//! OffsetCommit: validates the member and generation (member epoch in a consumer group), writes
+//! one record per partition to the group's `__consumer_offsets` partition, and answers once that
+//! write is durable; only then does the in-memory cache (which answers OffsetFetch) change.
+//! TxnOffsetCommit shares the write, keeping its offsets pending until the transaction ends.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -8,9 +9,11 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use sluice_protocol::{RequestHeader, ResponseError};
 
+use std::sync::Arc;
+
 use crate::broker::Broker;
-use crate::group::GroupState;
 use crate::group::offsets::{OffsetEntry, OffsetsRecord};
+use crate::group::{GroupHandle, GroupState, Home};
 use crate::streaming::wal::now_ms;
 
 /// Kafka's `offset.metadata.max.bytes` default.
@@ -23,10 +26,7 @@ pub async fn handle(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
-    let state = broker.cluster.state();
-    // (topic index, partition, error code or the entry to write)
-    let mut planned: Vec<(usize, i32, Result<OffsetEntry, i16>)> = Vec::new();
-    let group_error = match broker.groups.home(broker, &group_id).await {
+    let group = match broker.groups.home(broker, &group_id).await {
         Err(code) => Err(code),
         Ok(home) => {
             let handle = broker.groups.get_or_create(&group_id, &home);
@@ -39,48 +39,115 @@ pub async fn handle(
             checked.map(|()| (home, handle))
         }
     };
+    let commits: Vec<(String, Vec<CommitPartition>)> = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| CommitPartition {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+                .collect();
+            (t.name.to_string(), partitions)
+        })
+        .collect();
+    let codes = commit(broker, &group_id, group, &commits, CommitKind::Plain).await;
+    let mut topics: Vec<OffsetCommitResponseTopic> = request
+        .topics
+        .iter()
+        .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
+        .collect();
+    for (t, p, code) in codes {
+        if code != 0 {
+            broker.count_error("OffsetCommit", code);
+        }
+        topics[t].partitions.push(
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(code),
+        );
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One partition's offset in an OffsetCommit or TxnOffsetCommit.
+pub struct CommitPartition {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: Option<String>,
+}
+
+/// Whether offsets count at once or when their transaction commits.
+#[derive(Clone, Copy)]
+pub enum CommitKind {
+    /// OffsetCommit: committed once durable.
+    Plain,
+    /// TxnOffsetCommit: pending until the producer's transaction ends with a commit marker.
+    Transactional {
+        /// The producer.
+        producer_id: i64,
+        /// Its epoch (a fenced producer's write is refused).
+        producer_epoch: i16,
+    },
+}
+
+/// Validates each partition, writes the valid ones to the group's `__consumer_offsets`
+/// partition (durably) and then updates the cache. `group` is the group's home and handle
+/// after the caller's member checks, or their error. Returns (topic index, partition, error
+/// code) in request order.
+pub async fn commit(
+    broker: &Broker,
+    group_id: &str,
+    group: Result<(Home, Arc<GroupHandle>), i16>,
+    topics: &[(String, Vec<CommitPartition>)],
+    kind: CommitKind,
+) -> Vec<(usize, i32, i16)> {
+    let state = broker.cluster.state();
     let now = now_ms();
-    for (t, topic) in request.topics.iter().enumerate() {
-        let known = state.topics.get(topic.name.as_str());
-        for p in &topic.partitions {
-            let entry = match &group_error {
+    let mut planned: Vec<(usize, i32, Result<OffsetEntry, i16>)> = Vec::new();
+    for (t, (topic, partitions)) in topics.iter().enumerate() {
+        let known = state.topics.get(topic.as_str());
+        for p in partitions {
+            let exists = known.is_some_and(|info| {
+                usize::try_from(p.partition).is_ok_and(|i| i < info.partitions.len())
+            });
+            let entry = match &group {
                 Err(code) => Err(*code),
+                Ok(_) if !exists => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Ok(_)
-                    if known.is_none_or(|info| {
-                        usize::try_from(p.partition_index)
-                            .map_or(true, |i| i >= info.partitions.len())
-                    }) =>
-                {
-                    Err(ResponseError::UnknownTopicOrPartition.code())
-                }
-                Ok(_)
-                    if p.committed_metadata
+                    if p.metadata
                         .as_ref()
                         .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) =>
                 {
                     Err(ResponseError::OffsetMetadataTooLarge.code())
                 }
                 Ok(_) => Ok(OffsetEntry {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata: p.metadata.clone().unwrap_or_default(),
                     commit_timestamp: now,
                 }),
             };
-            planned.push((t, p.partition_index, entry));
+            planned.push((t, p.partition, entry));
         }
     }
-    if let Ok((home, handle)) = &group_error {
+    if let Ok((home, handle)) = &group {
         let records: Vec<OffsetsRecord> = planned
             .iter()
             .filter_map(|(t, p, e)| {
                 e.as_ref().ok().map(|entry| OffsetsRecord::Offset {
-                    group: group_id.clone(),
-                    topic: request.topics[*t].name.to_string(),
+                    group: group_id.to_string(),
+                    topic: topics[*t].0.clone(),
                     partition: *p,
                     value: Some(entry.clone()),
                 })
@@ -93,36 +160,46 @@ pub async fn handle(
             let written = if handle.group.lock().state == GroupState::Dead {
                 Err(ResponseError::CoordinatorNotAvailable.code())
             } else {
-                broker.groups.append(home, &records).await
+                match kind {
+                    CommitKind::Plain => broker.groups.append(home, &records).await,
+                    CommitKind::Transactional {
+                        producer_id,
+                        producer_epoch,
+                    } => {
+                        broker
+                            .groups
+                            .append_txn(home, &records, producer_id, producer_epoch)
+                            .await
+                    }
+                }
             };
+            // On success `written` holds the write fence until the cache is updated.
+            let failed = written.as_ref().err().copied();
             let mut group = handle.group.lock();
             for (t, p, e) in planned.iter_mut() {
                 let Ok(entry) = e else { continue };
-                match &written {
-                    Ok(_fence) => {
-                        let key = (request.topics[*t].name.to_string(), *p);
+                if let Some(code) = failed {
+                    *e = Err(code);
+                    continue;
+                }
+                let key = (topics[*t].0.clone(), *p);
+                match kind {
+                    CommitKind::Plain => {
                         group.offsets.insert(key, entry.clone());
                     }
-                    Err(code) => *e = Err(*code),
+                    CommitKind::Transactional { producer_id, .. } => {
+                        group
+                            .pending_txn_offsets
+                            .entry(producer_id)
+                            .or_default()
+                            .insert(key, entry.clone());
+                    }
                 }
             }
         }
     }
-    let mut topics: Vec<OffsetCommitResponseTopic> = request
-        .topics
-        .iter()
-        .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
-        .collect();
-    for (t, p, e) in planned {
-        let code = e.err().unwrap_or(0);
-        if code != 0 {
-            broker.count_error("OffsetCommit", code);
-        }
-        topics[t].partitions.push(
-            OffsetCommitResponsePartition::default()
-                .with_partition_index(p)
-                .with_error_code(code),
-        );
-    }
-    OffsetCommitResponse::default().with_topics(topics)
+    planned
+        .into_iter()
+        .map(|(t, p, e)| (t, p, e.err().unwrap_or(0)))
+        .collect()
 }

@@ -103,10 +103,11 @@ impl StreamingNode {
             pchannel,
             term,
             Arc::new(log),
-            self.fsync_policy,
-            self.producer_expiration,
-            state.producers,
-            state.txns,
+            wal::WriterOptions {
+                fsync_policy: self.fsync_policy,
+                producer_expiration: self.producer_expiration,
+            },
+            state,
             metrics,
             logger,
         );

@@ -27,7 +27,7 @@ use super::interceptor::idempotence::{
 };
 use super::interceptor::transaction::TxnIndex;
 use super::interceptor::{self, AppendError, PreparedBatch};
-use super::producer_snapshot;
+use super::producer_snapshot::{self, ProducerState};
 
 /// Bytes the writer gathers into one group commit before writing it.
 const GROUP_BYTES: usize = 8 << 20;
@@ -114,19 +114,27 @@ pub struct Wal {
     writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
+/// How a pchannel's writer behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// When appends are synced.
+    pub fsync_policy: FsyncPolicy,
+    /// `producer.id.expiration.ms`.
+    pub producer_expiration: std::time::Duration,
+}
+
 impl Wal {
     /// Starts the writer thread of an opened pchannel.
     pub fn start(
         pchannel: u32,
         term: u64,
         log: Arc<PChannel>,
-        policy: FsyncPolicy,
-        producer_expiration: std::time::Duration,
-        producers: ProducerStates,
-        txns: TxnIndex,
+        options: WriterOptions,
+        state: ProducerState,
         metrics: WalMetrics,
         log_out: Logger,
     ) -> Arc<Wal> {
+        let ProducerState { producers, txns } = state;
         let txns = Arc::new(Mutex::new(txns));
         let writer_txns = txns.clone();
         let (queue, requests) = mpsc::unbounded_channel();
@@ -138,8 +146,8 @@ impl Wal {
                 Writer {
                     log: writer_log,
                     term: Term(term),
-                    policy,
-                    producer_expiration_ms: i64::try_from(producer_expiration.as_millis())
+                    policy: options.fsync_policy,
+                    producer_expiration_ms: i64::try_from(options.producer_expiration.as_millis())
                         .unwrap_or(i64::MAX),
                     next_offsets: HashMap::new(),
                     producers,
