@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod group;
 pub mod handler;
 pub mod interbroker;
+pub mod internal_topic;
 pub mod lag;
 pub mod logging;
 pub mod metrics;

@@ -17,17 +17,14 @@ use tokio::sync::{oneshot, watch};
 
 use super::offsets::{self, GroupMetadataValue, OffsetsRecord};
 use super::state::{Group, GroupState};
-use super::{GroupError, OFFSETS_TOPIC, partition_for};
+use super::{GroupError, OFFSETS_TOPIC};
 use crate::broker::Broker;
-use crate::handler::{local_wal, route};
+use crate::internal_topic::{owner_of, read_all, served_here};
 use crate::streaming::Wal;
 use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 
 /// How often sessions and rebalance timeouts are checked.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
-
-/// Bytes read per call while loading a partition.
-const LOAD_CHUNK: usize = 4 << 20;
 
 /// One group: its state under a lock never held across `.await`, and a lock that orders the
 /// group's writes to the log.
@@ -88,17 +85,7 @@ impl GroupCoordinator {
     /// The group's partition and the broker owning it, from the applied metadata.
     /// `Err(COORDINATOR_NOT_AVAILABLE)` until `__consumer_offsets` exists and is assigned.
     pub fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, i32), i16> {
-        let state = broker.cluster.state();
-        let topic = state
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or(E::CoordinatorNotAvailable.code())?;
-        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        let partition = partition_for(group_id, count);
-        let r = route(&state, OFFSETS_TOPIC, partition)
-            .map_err(|_| E::CoordinatorNotAvailable.code())?;
-        let leader = r.leader.ok_or(E::CoordinatorNotAvailable.code())?;
-        Ok((partition, leader))
+        owner_of(broker, OFFSETS_TOPIC, group_id)
     }
 
     /// Finds the group's home on this broker, loading its partition first if it was not loaded
@@ -112,19 +99,10 @@ impl GroupCoordinator {
     }
 
     async fn home_of_partition(&self, broker: &Broker, partition: i32) -> Result<Home, i16> {
-        let state = broker.cluster.state();
-        let r = route(&state, OFFSETS_TOPIC, partition)
-            .map_err(|_| E::CoordinatorNotAvailable.code())?;
-        let wal = local_wal(broker, &r).map_err(|c| {
-            if c == E::LeaderNotAvailable.code() {
-                E::CoordinatorNotAvailable.code()
-            } else {
-                E::NotCoordinator.code()
-            }
-        })?;
+        let (vchannel, wal) = served_here(broker, OFFSETS_TOPIC, partition)?;
         let mut home = Home {
             partition,
-            vchannel: r.vchannel,
+            vchannel,
             wal,
             load: 0,
         };
@@ -210,52 +188,41 @@ impl GroupCoordinator {
     /// Rebuilds the groups of one partition by reading its log from the start.
     fn load(&self, home: &Home) -> Result<(), GroupError> {
         let started = Instant::now();
-        let vchannel = VChannelId(home.vchannel);
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let mut records = 0u64;
-        if let Some(st) = home.wal.log.vchannel_state(vchannel) {
-            let mut offset = st.log_start_offset;
-            while offset < st.log_end_offset {
-                let entries = home.wal.log.read(vchannel, offset, LOAD_CHUNK)?;
-                if entries.is_empty() {
-                    break;
+        read_all(&home.wal, home.vchannel, |entry| {
+            // Transactional offsets wait for their marker; a marker settles them.
+            let (txn_producer, marker) = match RecordBatchHeader::parse(&entry.payload) {
+                Ok(h) if h.is_transactional() => (
+                    Some(h.producer_id()),
+                    parse_marker(&entry.payload).ok().flatten(),
+                ),
+                _ => (None, None),
+            };
+            if let (Some(producer_id), Some(marker)) = (txn_producer, marker) {
+                for g in groups.values_mut() {
+                    g.settle_txn(producer_id, marker == Marker::Commit);
                 }
-                for entry in entries {
-                    offset = entry.last_offset + 1;
-                    // Transactional offsets wait for their marker; a marker settles them.
-                    let (txn_producer, marker) = match RecordBatchHeader::parse(&entry.payload) {
-                        Ok(h) if h.is_transactional() => (
-                            Some(h.producer_id()),
-                            parse_marker(&entry.payload).ok().flatten(),
-                        ),
-                        _ => (None, None),
-                    };
-                    if let (Some(producer_id), Some(marker)) = (txn_producer, marker) {
-                        for g in groups.values_mut() {
-                            g.settle_txn(producer_id, marker == Marker::Commit);
-                        }
-                        continue;
+                return;
+            }
+            let decoded = match offsets::decode_batch(&entry.payload) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
+                        "offset" => entry.first_offset, "error" => %e);
+                    return;
+                }
+            };
+            for record in decoded {
+                records += 1;
+                match txn_producer {
+                    Some(producer_id) => {
+                        stash(&mut groups, record, producer_id, home.partition, &self.log)
                     }
-                    let decoded = match offsets::decode_batch(&entry.payload) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
-                                "offset" => entry.first_offset, "error" => %e);
-                            continue;
-                        }
-                    };
-                    for record in decoded {
-                        records += 1;
-                        match txn_producer {
-                            Some(producer_id) => {
-                                stash(&mut groups, record, producer_id, home.partition, &self.log)
-                            }
-                            None => apply(&mut groups, record, home.partition, &self.log),
-                        }
-                    }
+                    None => apply(&mut groups, record, home.partition, &self.log),
                 }
             }
-        }
+        })?;
         let mut map = self.groups.write();
         map.retain(|_, h| h.group.lock().partition != home.partition);
         let count = groups.len();

@@ -296,6 +296,15 @@ pub(crate) fn encode_records(
 
 /// Decodes every record of one stored batch.
 pub fn decode_batch(batch: &Bytes) -> Result<Vec<OffsetsRecord>, GroupError> {
+    decode_records(batch, OffsetsRecord::decode)
+}
+
+/// Decodes the keyed data records of one stored batch with `decode` (control records and
+/// records without a key carry nothing for a coordinator).
+pub(crate) fn decode_records<T>(
+    batch: &Bytes,
+    decode: impl Fn(Bytes, Option<Bytes>) -> Result<T, GroupError>,
+) -> Result<Vec<T>, GroupError> {
     let set = RecordBatchDecoder::decode(&mut batch.clone())
         .map_err(|e| GroupError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(set.records.len());
@@ -304,7 +313,7 @@ pub fn decode_batch(batch: &Bytes) -> Result<Vec<OffsetsRecord>, GroupError> {
             continue;
         }
         let Some(key) = record.key else { continue };
-        out.push(OffsetsRecord::decode(key, record.value)?);
+        out.push(decode(key, record.value)?);
     }
     Ok(out)
 }

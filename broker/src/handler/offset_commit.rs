@@ -39,23 +39,7 @@ pub async fn handle(
             checked.map(|()| (home, handle))
         }
     };
-    let commits: Vec<(String, Vec<CommitPartition>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| CommitPartition {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.to_string(), partitions)
-        })
-        .collect();
+    let commits = commit_partitions!(request.topics);
     let codes = commit(broker, &group_id, group, &commits, CommitKind::Plain).await;
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics
@@ -74,6 +58,30 @@ pub async fn handle(
     }
     OffsetCommitResponse::default().with_topics(topics)
 }
+
+/// The topics of an OffsetCommit or TxnOffsetCommit request (their partition structs differ in
+/// type only) as `(topic, partitions)`.
+macro_rules! commit_partitions {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| $crate::handler::offset_commit::CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+                    .collect::<Vec<_>>();
+                (t.name.to_string(), partitions)
+            })
+            .collect::<Vec<_>>()
+    };
+}
+pub(crate) use commit_partitions;
 
 /// One partition's offset in an OffsetCommit or TxnOffsetCommit.
 pub struct CommitPartition {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use sluice_protocol::RequestHeader;
 
-use super::offset_commit::{CommitKind, CommitPartition, commit};
+use super::offset_commit::{CommitKind, commit, commit_partitions};
 use crate::broker::Broker;
 
 /// Answers a TxnOffsetCommit request.
@@ -40,23 +40,7 @@ pub async fn handle(
             checked.map(|()| (home, handle))
         }
     };
-    let commits: Vec<(String, Vec<CommitPartition>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| CommitPartition {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.to_string(), partitions)
-        })
-        .collect();
+    let commits = commit_partitions!(request.topics);
     let kind = CommitKind::Transactional {
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,

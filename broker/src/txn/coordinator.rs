@@ -17,13 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::log::{TxnRecord, decode_batch, encode_batches};
 use super::{TXN_TOPIC, TxnMetadata, TxnStatus, markers};
 use crate::broker::{Broker, metadata_error_code};
-use crate::group::partition_for;
-use crate::handler::{local_wal, route};
+use crate::internal_topic::{owner_of, read_all, served_here};
 use crate::streaming::Wal;
 use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 
-/// Bytes read per call while loading a partition.
-const LOAD_CHUNK: usize = 4 << 20;
 /// Longest pause between two attempts to write a transaction's remaining markers.
 const MAX_MARKER_BACKOFF: Duration = Duration::from_secs(5);
 /// How long EndTxn waits for the markers before it answers anyway (the decision is durable
@@ -96,17 +93,7 @@ impl TransactionCoordinator {
 
     /// The id's partition and the broker owning it, from the applied metadata.
     pub fn coordinator_of(broker: &Broker, transactional_id: &str) -> Result<(i32, i32), i16> {
-        let state = broker.cluster.state();
-        let topic = state
-            .topics
-            .get(TXN_TOPIC)
-            .ok_or(E::CoordinatorNotAvailable.code())?;
-        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        let partition = partition_for(transactional_id, count);
-        let r =
-            route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
-        let leader = r.leader.ok_or(E::CoordinatorNotAvailable.code())?;
-        Ok((partition, leader))
+        owner_of(broker, TXN_TOPIC, transactional_id)
     }
 
     /// The id's home on this broker, loading its partition first if it was not loaded at the
@@ -120,19 +107,10 @@ impl TransactionCoordinator {
     }
 
     async fn home_of_partition(&self, broker: &Arc<Broker>, partition: i32) -> Result<Home, i16> {
-        let state = broker.cluster.state();
-        let r =
-            route(&state, TXN_TOPIC, partition).map_err(|_| E::CoordinatorNotAvailable.code())?;
-        let wal = local_wal(broker, &r).map_err(|c| {
-            if c == E::LeaderNotAvailable.code() {
-                E::CoordinatorNotAvailable.code()
-            } else {
-                E::NotCoordinator.code()
-            }
-        })?;
+        let (vchannel, wal) = served_here(broker, TXN_TOPIC, partition)?;
         let home = Home {
             partition,
-            vchannel: r.vchannel,
+            vchannel,
             wal,
         };
         let current = |home: &Home| self.loaded.lock().get(&partition) == Some(&home.wal.term);
@@ -174,36 +152,25 @@ impl TransactionCoordinator {
     /// transactions whose markers must still be written.
     fn load(&self, home: &Home) -> Result<Vec<Arc<TxnHandle>>, crate::group::GroupError> {
         let started = Instant::now();
-        let vchannel = VChannelId(home.vchannel);
         let mut latest: BTreeMap<String, TxnMetadata> = BTreeMap::new();
         let mut records = 0u64;
-        if let Some(st) = home.wal.log.vchannel_state(vchannel) {
-            let mut offset = st.log_start_offset;
-            while offset < st.log_end_offset {
-                let entries = home.wal.log.read(vchannel, offset, LOAD_CHUNK)?;
-                if entries.is_empty() {
-                    break;
+        read_all(&home.wal, home.vchannel, |entry| {
+            let decoded = match decode_batch(&entry.payload) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
+                        "offset" => entry.first_offset, "error" => %e);
+                    return;
                 }
-                for entry in entries {
-                    offset = entry.last_offset + 1;
-                    let decoded = match decode_batch(&entry.payload) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
-                                "offset" => entry.first_offset, "error" => %e);
-                            continue;
-                        }
-                    };
-                    for record in decoded {
-                        records += 1;
-                        match record.value {
-                            Some(v) => latest.insert(record.transactional_id, v),
-                            None => latest.remove(&record.transactional_id),
-                        };
-                    }
-                }
+            };
+            for record in decoded {
+                records += 1;
+                match record.value {
+                    Some(v) => latest.insert(record.transactional_id, v),
+                    None => latest.remove(&record.transactional_id),
+                };
             }
-        }
+        })?;
         let mut preparing = Vec::new();
         let mut map = self.txns.write();
         map.retain(|_, h| h.partition != home.partition);

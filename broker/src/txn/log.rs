@@ -16,11 +16,10 @@
 use std::collections::BTreeSet;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::{TxnMetadata, TxnStatus};
 use crate::group::GroupError;
-use crate::group::offsets::{encode_records, get_string, put_string};
+use crate::group::offsets::{decode_records, encode_records, get_string, put_string};
 
 /// One record of `__transaction_state`: the latest state of a transactional id, or its
 /// tombstone.
@@ -144,17 +143,7 @@ pub fn encode_batches(records: &[TxnRecord], timestamp: i64) -> Result<Vec<Bytes
 
 /// Decodes every record of one stored batch.
 pub fn decode_batch(batch: &Bytes) -> Result<Vec<TxnRecord>, GroupError> {
-    let set = RecordBatchDecoder::decode(&mut batch.clone())
-        .map_err(|e| GroupError::Encode(e.to_string()))?;
-    let mut out = Vec::with_capacity(set.records.len());
-    for record in set.records {
-        if record.control {
-            continue;
-        }
-        let Some(key) = record.key else { continue };
-        out.push(TxnRecord::decode(key, record.value)?);
-    }
-    Ok(out)
+    decode_records(batch, TxnRecord::decode)
 }
 
 #[cfg(test)]
