@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
-use crate::index::{IdxRecord, write_index_file};
+use crate::index::{IdxRecord, write_index_file_unsynced_name};
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
 use crate::recycle;
 use crate::segment::{END_MARK_LEN, PAGE, SEGMENT_HEADER_LEN, Segment};
@@ -273,13 +273,17 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     inner.durability.set_written(w.end_position());
 }
 
-/// Seals the active segment (flush, index file, shrink) and starts a new one after it.
+/// Seals the active segment (shrink and flush, index file) and starts a new one after it.
+///
+/// Each fsync costs a device cache flush, so a roll does as few as it can: one fsync of the
+/// shrunk segment makes its entries and its length durable (the index file, which vouches
+/// for them, comes after), and the directory fsync of the new segment also covers the index
+/// file's name.
 pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     let used = w.write_off;
     let old = Arc::clone(w.active.as_ref().expect("roll needs an active segment"));
-    old.flush(0, used)?;
-    write_index_file(&inner.dir, old.base, used, &w.active_records)?;
     old.shrink_to(used)?;
+    write_index_file_unsynced_name(&inner.dir, old.base, used, &w.active_records)?;
     start_segment(inner, w, old.base + used)
 }
 

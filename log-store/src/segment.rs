@@ -327,7 +327,8 @@ impl Segment {
     }
 
     /// Shrinks the file to `used` bytes once the segment is sealed (the map stays valid for
-    /// every byte below `used`, which is all anyone reads).
+    /// every byte below `used`, which is all anyone reads) and fsyncs it: its data and its
+    /// new length are durable on return.
     pub(crate) fn shrink_to(&self, used: u64) -> Result<(), LogError> {
         self.file
             .set_len(used)

@@ -166,6 +166,42 @@ fn fill_and_expire_from(pc: &PChannel, mut next: i64) {
     assert_eq!(pc.enforce_retention(0).unwrap().segments_deleted.len(), 2);
 }
 
+/// A roll writes the sealed segment's index file without fsyncing the directory (the new
+/// segment's directory fsync covers it), so a crash can lose that name: the sealed segment,
+/// a recycled one included, is then scanned and its index rebuilt, with every entry back and
+/// nothing of the file's earlier life.
+#[test]
+fn a_lost_index_file_name_after_a_roll_is_rebuilt_by_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(1);
+    let (pc, _) = PChannel::open(dir.path(), o.clone()).unwrap();
+    fill_and_expire(&pc);
+    let mut n = 0;
+    // Roll into the spare, fill the recycled segment and roll out of it.
+    // (The first roll seals the segment that was active, the second the recycled one.)
+    while files(dir.path(), ".idx").len() < 2 {
+        append_one(&pc, 2, n, 1, LEN - (n as usize % 5) * 100, 0);
+        n += 1;
+    }
+    assert!(files(dir.path(), ".spare").is_empty());
+    pc.sync().unwrap();
+    let recycled_idx = files(dir.path(), ".idx").pop().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_dir(dir.path(), crashed.path());
+    fs::remove_file(crashed.path().join(recycled_idx.file_name().unwrap())).unwrap();
+    drop(pc);
+    let (pc, report) = PChannel::open(crashed.path(), o).unwrap();
+    assert_eq!(report.rebuilt_indexes.len(), 1, "{report:?}");
+    assert!(report.cuts.is_empty(), "{report:?}");
+    let got = pc.read(VChannelId(2), 0, usize::MAX).unwrap();
+    assert_eq!(got.len(), n as usize);
+    for (i, g) in got.iter().enumerate() {
+        let len = LEN - (i % 5) * 100;
+        assert_eq!(&g.payload[..], &full_payload(2, i as i64, len)[..]);
+    }
+    assert_eq!(pc.vchannel_state(VChannelId(1)).unwrap().entry_count, 0);
+}
+
 /// The writer pads the end mark of a recycled segment with zeros to the end of its page and
 /// then relies on that padding for the groups that end before it. After every sync, the 64
 /// bytes after the last entry must be zeros in the file itself (not only in a crash model),
