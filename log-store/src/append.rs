@@ -223,9 +223,10 @@ pub(crate) fn write_batch(
     let mut zeroed_to = w.zeroed_to;
     if active.recycled && end + END_MARK_LEN > zeroed_to {
         // Stale bytes follow: a zero header after the last entry (see `recycle.rs`). Padded
-        // to the page end, so the write covers whole pages: a page of a cold spare is then
-        // never read from the disk before being overwritten, and later groups that end before
-        // `zeroed_to` find their end mark already in place.
+        // to the page end, so the write ends on a page boundary: a page of a cold spare is
+        // not read from the disk before being overwritten (only the page a group starts in
+        // can be, if it left the page cache since the previous group wrote it), and later
+        // groups that end before `zeroed_to` find their end mark already in place.
         zeroed_to = (end + END_MARK_LEN)
             .next_multiple_of(PAGE)
             .min(active.len());
