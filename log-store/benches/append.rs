@@ -76,56 +76,10 @@ fn bench(c: &mut Criterion) {
         );
     }
     {
-        // Fresh pages faulted one by one by the copy itself (no prefault).
-        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
-        let dir = tempfile::tempdir_in(
-            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
-        )
-        .unwrap();
-        let (pc, _) = PChannel::open(
-            dir.path(),
-            PChannelOptions {
-                prefault_bytes: 0,
-                ..options(SyncPolicy::Never)
-            },
-        )
-        .unwrap();
-        let mut a = Appender {
-            pc,
-            next: vec![0; 1000],
-            turn: 0,
-            payload: vec![0x5a; ENTRY],
-        };
-        g.bench_function("16KiB_no_sync_no_prefault/group64", |b| {
-            b.iter(|| a.append(64))
-        });
-    }
-    {
-        // Pages faulted in by the background prefaulter, 16 MiB ahead of the writer.
-        g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
-        let dir = tempfile::tempdir_in(
-            std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
-        )
-        .unwrap();
-        let opts = PChannelOptions {
-            prefault_bytes: 16 << 20,
-            ..options(SyncPolicy::Never)
-        };
-        let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
-        let mut a = Appender {
-            pc,
-            next: vec![0; 1000],
-            turn: 0,
-            payload: vec![0x5a; ENTRY],
-        };
-        g.bench_function("16KiB_no_sync_prefault16M/group64", |b| {
-            b.iter(|| a.append(64))
-        });
-    }
-    {
-        // The same appends into a segment whose pages are already in memory (prefaulted
-        // untimed): the memcpy-into-the-map path alone, without the kernel's cost of handing
-        // out fresh page-cache pages.
+        // The same appends into a segment whose pages are already in the page cache: written
+        // once untimed, then truncated away (which zeroes them through the page cache). The
+        // copy-into-the-page-cache path alone, without the kernel's cost of handing out fresh
+        // pages.
         g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
         g.bench_function("16KiB_no_sync_resident/group64", |b| {
             b.iter_custom(|iters| {
@@ -133,10 +87,9 @@ fn bench(c: &mut Criterion) {
                     std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
                 )
                 .unwrap();
-                let bytes = ((iters + 2) * 64 * ENTRY as u64).max(64 << 20);
+                let bytes = ((iters + 2) * 64 * (ENTRY as u64 + 64)).max(64 << 20);
                 let opts = PChannelOptions {
                     segment_bytes: bytes,
-                    prefault_bytes: 2 * bytes,
                     ..options(SyncPolicy::Never)
                 };
                 let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
@@ -147,6 +100,15 @@ fn bench(c: &mut Criterion) {
                     payload: vec![0x5a; ENTRY],
                 };
                 a.append(1);
+                let first = a.pc.end_position();
+                for _ in 0..iters {
+                    a.append(64);
+                }
+                a.pc.truncate_after(log_store::Position(32)).unwrap();
+                assert_eq!(a.pc.end_position(), first);
+                a.next = vec![0; 1000];
+                a.next[0] = 10;
+                a.turn = 1;
                 let t = std::time::Instant::now();
                 for _ in 0..iters {
                     a.append(64);
@@ -155,35 +117,21 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    for prefault in [0u64, 16 << 20] {
+    {
+        // A 1 MiB group then a sync into new segment files (256 MiB, no retention: every
+        // 256th group rolls to a new file).
         g.throughput(Throughput::Bytes((64 * ENTRY) as u64));
         let dir = tempfile::tempdir_in(
             std::env::var("SLUICE_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()),
         )
         .unwrap();
-        let opts = PChannelOptions {
-            prefault_bytes: prefault,
-            ..options(SyncPolicy::Never)
-        };
-        let (pc, _) = PChannel::open(dir.path(), opts).unwrap();
-        let mut a = Appender {
-            pc,
-            next: vec![0; 1000],
-            turn: 0,
-            payload: vec![0x5a; ENTRY],
-        };
-        g.bench_function(
-            BenchmarkId::new(
-                "1MiB_group_then_sync",
-                format!("prefault{}M", prefault >> 20),
-            ),
-            |b| {
-                b.iter(|| {
-                    a.append(64);
-                    a.pc.sync().unwrap();
-                })
-            },
-        );
+        let mut a = Appender::new(dir.path(), SyncPolicy::Never);
+        g.bench_function("1MiB_group_then_sync/first_segment", |b| {
+            b.iter(|| {
+                a.append(64);
+                a.pc.sync().unwrap();
+            })
+        });
     }
     for (keep, cold) in [(0usize, false), (2, false), (2, true)] {
         // 64 MiB segments rolled every 64 iterations; retention (untimed) keeps 16 KiB per
@@ -197,7 +145,6 @@ fn bench(c: &mut Criterion) {
         .unwrap();
         let opts = PChannelOptions {
             segment_bytes: 64 << 20,
-            prefault_bytes: 0,
             compact_live_ratio: 0.0,
             recycle_segments: keep,
             ..options(SyncPolicy::Never)

@@ -1,15 +1,16 @@
-//! The write path: validate a group of entries, copy them into the active segment through the
-//! map, roll to a new segment when full, publish them to readers, then group-commit.
+//! The write path: validate a group of entries, write them into the active segment with one
+//! `pwritev` per group (per segment), roll to a new segment when full, publish them to readers,
+//! then group-commit.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
-use crate::index::{IdxRecord, write_index_file};
+use crate::index::{IdxRecord, write_index_file_unsynced_name};
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
 use crate::recycle;
-use crate::segment::{END_MARK_LEN, SEGMENT_HEADER_LEN, Segment};
+use crate::segment::{END_MARK_LEN, PAGE, SEGMENT_HEADER_LEN, Segment};
 use crate::types::{AppendOutcome, EntryFlags, EntryRef, Position, SyncPolicy, VChannelId};
 
 impl PChannel {
@@ -28,9 +29,10 @@ impl PChannel {
         validate(inner, entries)?;
         let mut records = Vec::with_capacity(entries.len());
         let mut positions = Vec::with_capacity(entries.len());
+        let mut batch = Batch::with_capacity(entries.len());
         let mut res = Ok(());
         for e in entries {
-            let parts: [&[u8]; 2] = [e.prefix, e.rest];
+            let parts = [e.prefix, e.rest];
             let payload_len = (e.prefix.len() + e.rest.len()) as u32;
             let header = EntryHeader {
                 crc: 0,
@@ -43,13 +45,16 @@ impl PChannel {
                 term: e.term.0,
                 seq: 0,
             };
-            match write_entry(inner, &mut w, header, &parts, &mut records) {
+            match write_entry(inner, &mut w, header, &parts, &mut records, &mut batch) {
                 Ok(pos) => positions.push(Position(pos)),
                 Err(err) => {
                     res = Err(err);
                     break;
                 }
             }
+        }
+        if let Err(err) = write_batch(&mut w, &mut batch, &mut records) {
+            res = res.and(Err(err));
         }
         // Whatever was written is published, so the segment and the index never disagree.
         publish(inner, &mut w, &records);
@@ -116,15 +121,40 @@ fn validate(inner: &Inner, entries: &[EntryRef<'_>]) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Writes one entry at the writer's position and adds its record to `pending`; fills in the
-/// sequence number and CRC. If the entry does not fit, `pending` is published and the segment
-/// rolled first. The entry is not visible to readers until [`publish`]. Returns its position.
-pub(crate) fn write_entry(
+/// Entries placed at the writer's position but not written yet: [`write_batch`] writes them
+/// with one `pwritev` (see `Segment::write` for why not through the map).
+pub(crate) struct Batch<'a> {
+    /// File offset of the first entry in the active segment.
+    start: u64,
+    headers: Vec<[u8; HEADER_LEN]>,
+    /// Per entry: its header (`None`, from `headers` in order) then its parts.
+    pieces: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn with_capacity(entries: usize) -> Batch<'a> {
+        Batch {
+            start: 0,
+            headers: Vec::with_capacity(entries),
+            pieces: Vec::with_capacity(3 * entries),
+        }
+    }
+}
+
+/// Zeros for the end mark and its padding (at most a page past an end mark).
+static ZEROS: [u8; (PAGE + END_MARK_LEN) as usize] = [0; (PAGE + END_MARK_LEN) as usize];
+
+/// Places one entry at the writer's position and adds its record to `pending`; fills in the
+/// sequence number and CRC. If the entry does not fit, the batch is written, `pending`
+/// published and the segment rolled first. The entry is not in the file until [`write_batch`]
+/// and not visible to readers until [`publish`]. Returns its position.
+pub(crate) fn write_entry<'a>(
     inner: &Inner,
     w: &mut Writer,
     mut header: EntryHeader,
-    parts: &[&[u8]],
+    parts: &[&'a [u8]],
     pending: &mut Vec<IdxRecord>,
+    batch: &mut Batch<'a>,
 ) -> Result<u64, LogError> {
     let len = header.entry_len();
     let fits = w
@@ -133,6 +163,7 @@ pub(crate) fn write_entry(
         .is_some_and(|a| w.write_off + len <= a.len());
     if !fits {
         if w.active.is_some() {
+            write_batch(w, batch, pending)?;
             publish(inner, w, pending);
             pending.clear();
             roll(inner, w)?;
@@ -140,30 +171,20 @@ pub(crate) fn write_entry(
             start_segment(inner, w, w.base)?;
         }
     }
-    let active = Arc::clone(w.active.as_ref().expect("a segment was just started"));
+    let active = w.active.as_ref().expect("a segment was just started");
     header.seq = w.next_seq;
     let mut enc = header.encode();
     header.crc = crc_of(&enc, parts);
     enc[0..4].copy_from_slice(&header.crc.to_le_bytes());
     let off = w.write_off;
-    active.write(off, &[&enc]);
-    active.write(off + HEADER_LEN as u64, parts);
+    if batch.headers.is_empty() {
+        batch.start = off;
+    }
+    batch.headers.push(enc);
+    batch.pieces.push(None);
+    batch.pieces.extend(parts.iter().map(|p| Some(*p)));
     w.write_off += len;
     w.next_seq += 1;
-    if active.recycled && w.write_off + END_MARK_LEN <= active.len() {
-        // Stale bytes follow: keep a zero header after the last entry (see `recycle.rs`).
-        active.zero(w.write_off, END_MARK_LEN);
-    }
-    if active.recycled && w.write_off + recycle::READ_AHEAD / 2 > w.read_ahead_to {
-        let from = w.read_ahead_to.max(w.write_off);
-        w.read_ahead_to = w.write_off + recycle::READ_AHEAD;
-        active.read_ahead(from, w.read_ahead_to - from);
-    }
-    let ahead = inner.opts.prefault_bytes;
-    if ahead > 0 && w.write_off + ahead / 2 > w.prefaulted_to {
-        w.prefaulted_to = w.write_off + ahead;
-        inner.prefaulter.request(&active, w.prefaulted_to);
-    }
     pending.push(IdxRecord {
         vchannel: header.vchannel,
         first_offset: header.first_offset,
@@ -176,6 +197,59 @@ pub(crate) fn write_entry(
         seq: header.seq,
     });
     Ok(active.base + off)
+}
+
+/// Writes the batch's entries (the last `batch.headers.len()` records of `pending`) into the
+/// active segment with one `pwritev`, followed in a recycled segment by the zero end mark.
+/// On failure those entries are withdrawn: their records leave `pending` and the writer's
+/// position and `seq` go back, so nothing unwritten is published.
+pub(crate) fn write_batch(
+    w: &mut Writer,
+    batch: &mut Batch<'_>,
+    pending: &mut Vec<IdxRecord>,
+) -> Result<(), LogError> {
+    let n = batch.headers.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let active = Arc::clone(w.active.as_ref().expect("a batch needs an active segment"));
+    let mut headers = batch.headers.iter();
+    let mut slices: Vec<&[u8]> = batch
+        .pieces
+        .iter()
+        .map(|p| p.unwrap_or_else(|| headers.next().expect("one header per entry")))
+        .collect();
+    let end = w.write_off;
+    let mut zeroed_to = w.zeroed_to;
+    if active.recycled && end + END_MARK_LEN > zeroed_to {
+        // Stale bytes follow: a zero header after the last entry (see `recycle.rs`). Padded
+        // to the page end, so the write ends on a page boundary: a page of a cold spare is
+        // not read from the disk before being overwritten (only the page a group starts in
+        // can be, if it left the page cache since the previous group wrote it), and later
+        // groups that end before `zeroed_to` find their end mark already in place.
+        zeroed_to = (end + END_MARK_LEN)
+            .next_multiple_of(PAGE)
+            .min(active.len());
+        slices.push(&ZEROS[..(zeroed_to - end) as usize]);
+    }
+    let res = active.write(batch.start, &slices);
+    drop(slices);
+    match res {
+        Ok(()) => w.zeroed_to = zeroed_to,
+        Err(_) => {
+            // Part of the batch may have reached the page cache: whole entries with the
+            // `seq`s the next entries will take. Zeroed (best effort), so a scan cannot
+            // pick them up behind a shorter retry.
+            let _ = active.zero(batch.start, zeroed_to.max(end) - batch.start);
+            w.write_off = batch.start;
+            w.next_seq -= n as u64;
+            w.zeroed_to = 0;
+            pending.truncate(pending.len() - n);
+        }
+    }
+    batch.headers.clear();
+    batch.pieces.clear();
+    res
 }
 
 /// Makes written records visible: index entries, segment end, written watermark.
@@ -200,13 +274,17 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     inner.durability.set_written(w.end_position());
 }
 
-/// Seals the active segment (flush, index file, shrink) and starts a new one after it.
+/// Seals the active segment (shrink and flush, index file) and starts a new one after it.
+///
+/// Each fsync costs a device cache flush, so a roll does as few as it can: one fsync of the
+/// shrunk segment makes its entries and its length durable (the index file, which vouches
+/// for them, comes after), and the directory fsync of the new segment also covers the index
+/// file's name.
 pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     let used = w.write_off;
     let old = Arc::clone(w.active.as_ref().expect("roll needs an active segment"));
-    old.flush(0, used)?;
-    write_index_file(&inner.dir, old.base, used, &w.active_records)?;
     old.shrink_to(used)?;
+    write_index_file_unsynced_name(&inner.dir, old.base, used, &w.active_records)?;
     start_segment(inner, w, old.base + used)
 }
 
@@ -233,7 +311,6 @@ fn start_segment(inner: &Inner, w: &mut Writer, base: u64) -> Result<(), LogErro
     w.base = base;
     w.write_off = SEGMENT_HEADER_LEN;
     w.active_records.clear();
-    w.prefaulted_to = 0;
-    w.read_ahead_to = 0;
+    w.zeroed_to = 0;
     Ok(())
 }

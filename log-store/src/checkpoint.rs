@@ -151,13 +151,19 @@ impl Checkpoint {
 
 /// Writes `bytes` to `path` via a temporary file, so readers see the old or the new content.
 pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    write_renamed(path, bytes)?;
+    crate::segment::sync_dir(dir)
+}
+
+/// [`write_atomically`] without the directory fsync: the new name is durable only once the
+/// caller (or a later operation) fsyncs the directory.
+pub(crate) fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
     let mut tmp = PathBuf::from(path);
     tmp.set_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| LogError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| LogError::io(&tmp, e))?;
     f.sync_all().map_err(|e| LogError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| LogError::io(path, e))?;
-    crate::segment::sync_dir(dir)
+    fs::rename(&tmp, path).map_err(|e| LogError::io(path, e))
 }
 
 #[cfg(test)]

@@ -76,6 +76,20 @@ pub(crate) fn write_index_file(
     used: u64,
     records: &[IdxRecord],
 ) -> Result<(), LogError> {
+    write_index_file_unsynced_name(dir, base, used, records)?;
+    crate::segment::sync_dir(dir)
+}
+
+/// [`write_index_file`] whose file is durable but whose name is not until the directory is
+/// fsynced: for a roll, whose new segment fsyncs the directory right after. A crash before
+/// that loses at most the name, and a sealed segment without an index file is scanned and its
+/// index rebuilt on open.
+pub(crate) fn write_index_file_unsynced_name(
+    dir: &Path,
+    base: u64,
+    used: u64,
+    records: &[IdxRecord],
+) -> Result<(), LogError> {
     let mut out = Vec::with_capacity(IDX_HEADER_LEN + records.len() * RECORD_LEN + 4);
     out.extend_from_slice(IDX_MAGIC);
     out.extend_from_slice(&IDX_VERSION.to_le_bytes());
@@ -87,7 +101,7 @@ pub(crate) fn write_index_file(
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    crate::checkpoint::write_atomically(dir, &crate::segment::index_path(dir, base), &out)
+    crate::checkpoint::write_renamed(&crate::segment::index_path(dir, base), &out)
 }
 
 /// Reads an index file; `Err(reason)` if it is missing pieces or fails its own checks.

@@ -12,7 +12,6 @@ mod entry;
 mod error;
 mod index;
 mod pchannel;
-mod prefault;
 mod read;
 mod recovery;
 mod recycle;

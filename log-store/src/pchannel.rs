@@ -16,7 +16,6 @@ use parking_lot::{Mutex, RwLock};
 use crate::checkpoint::{Checkpoint, VChannelRecord};
 use crate::error::LogError;
 use crate::index::{IdxRecord, VChannelMap};
-use crate::prefault::{self, Prefaulter};
 use crate::recovery::{self, RecoveryReport};
 use crate::recycle::Spare;
 use crate::segment::Segment;
@@ -59,10 +58,10 @@ pub(crate) struct Writer {
     pub next_seq: u64,
     /// Index records of the active segment, in position order (its future `.idx` file).
     pub active_records: Vec<IdxRecord>,
-    /// File offset up to which the active segment was prefaulted.
-    pub prefaulted_to: u64,
-    /// File offset up to which a recycled active segment was read ahead.
-    pub read_ahead_to: u64,
+    /// In a recycled active segment, the bytes from `write_off` up to this file offset are
+    /// zeros written in this life (the end mark and its padding, see `append::write_batch`);
+    /// 0 when unknown.
+    pub zeroed_to: u64,
     /// Truncation may not cut below this position: compaction copies live above it.
     pub compaction_floor: u64,
     /// Files kept by retention for reuse as segments (see `recycle.rs`).
@@ -87,7 +86,6 @@ pub(crate) struct Inner {
     /// Position of the newest checkpoint written or loaded.
     pub ck_position: AtomicU64,
     pub closed: AtomicBool,
-    pub prefaulter: Prefaulter,
 }
 
 /// A physical write-ahead log: a directory of mmap'ed segments holding many vchannels.
@@ -98,8 +96,8 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct PChannel {
     pub(crate) inner: Arc<Inner>,
-    /// The flusher and prefaulter threads.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The flusher thread, if the options call for one.
+    flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl PChannel {
@@ -119,14 +117,11 @@ impl PChannel {
             inner.checkpoint()?;
         }
         let inner = Arc::new(inner);
-        let threads = [
-            sync::spawn_flusher(Arc::clone(&inner)),
-            prefault::spawn_prefaulter(Arc::clone(&inner)),
-        ];
+        let flusher = sync::spawn_flusher(Arc::clone(&inner));
         Ok((
             PChannel {
                 inner,
-                threads: Mutex::new(threads.into_iter().flatten().collect()),
+                flusher: Mutex::new(flusher),
             },
             report,
         ))
@@ -271,24 +266,23 @@ impl PChannel {
         self.inner.closed.store(true, Ordering::SeqCst);
         // Flush before stopping the flusher, so its waiters see their positions durable.
         self.inner.sync()?;
-        self.stop_threads();
+        self.stop_flusher();
         self.inner.checkpoint()
     }
 
-    fn stop_threads(&self) {
+    fn stop_flusher(&self) {
         self.inner.durability.stop();
-        self.inner.prefaulter.stop();
-        for h in self.threads.lock().drain(..) {
+        if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
     }
 }
 
 impl Drop for PChannel {
-    /// Stops the background threads. Without `close`, the next open recovers from the last
+    /// Stops the flusher thread. Without `close`, the next open recovers from the last
     /// checkpoint as after a crash (the page cache still holds every appended byte).
     fn drop(&mut self) {
-        self.stop_threads();
+        self.stop_flusher();
     }
 }
 

@@ -334,7 +334,7 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
                         reason: reason.into(),
                     });
                     if last {
-                        seg.zero(end, discarded);
+                        seg.zero(end, discarded)?;
                         seg.flush(end, discarded)?;
                     }
                 }
@@ -380,8 +380,7 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         write_off,
         next_seq,
         active_records,
-        prefaulted_to: 0,
-        read_ahead_to: 0,
+        zeroed_to: 0,
         compaction_floor: ck.as_ref().map_or(0, |c| c.compaction_floor),
         spares,
     };
@@ -397,7 +396,6 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         ck_lock: Mutex::new(()),
         ck_position: AtomicU64::new(ck.as_ref().map_or(0, |c| c.position)),
         closed: AtomicBool::new(false),
-        prefaulter: Default::default(),
     };
     Ok((inner, report))
 }
@@ -440,7 +438,7 @@ mod tests {
             };
             let payload = vec![seq as u8 + 1; len as usize];
             h.crc = crc_of(&h.encode(), &[&payload]);
-            seg.write(off, &[&h.encode(), &payload]);
+            seg.write(off, &[&h.encode(), &payload]).unwrap();
             recs.push(record(v, first, last, off, len, seq as u64));
             off += h.entry_len();
         }
@@ -499,7 +497,7 @@ mod tests {
                 .contains("disagrees")
         );
         assert_eq!(garbage_after(&seg, end), 0);
-        seg.write(end + 100, &[b"junk"]);
+        seg.write(end + 100, &[b"junk"]).unwrap();
         assert_eq!(garbage_after(&seg, end), crate::segment::PROBE_CHUNK - end);
     }
 }

@@ -24,10 +24,6 @@ use crate::recovery::Cut;
 use crate::segment::{Segment, index_path};
 use crate::types::Position;
 
-/// How far ahead of the writer a recycled segment's pages are read in: writing through the
-/// map into a page that is not in the page cache reads it from the disk first, synchronously.
-pub(crate) const READ_AHEAD: u64 = 8 << 20;
-
 /// A file kept for reuse as a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spare {

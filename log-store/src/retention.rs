@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::append::{publish, write_entry};
+use crate::append::{Batch, publish, write_batch, write_entry};
 use crate::entry::{EntryHeader, HEADER_LEN};
 use crate::error::LogError;
 use crate::pchannel::{PChannel, State};
@@ -182,8 +182,9 @@ fn copy_entry(
     }
     h.flags |= EntryFlags::COPY;
     let payload = seg.slice(off + HEADER_LEN as u64, u64::from(h.payload_len));
-    write_entry(inner, w, h, &[payload], pending)?;
-    Ok(())
+    let mut batch = Batch::with_capacity(1);
+    write_entry(inner, w, h, &[payload], pending, &mut batch)?;
+    write_batch(w, &mut batch, pending)
 }
 
 #[cfg(test)]

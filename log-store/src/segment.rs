@@ -1,17 +1,20 @@
 //! Segment files: a 32-byte header then contiguous entries, preallocated and memory-mapped.
 //!
 //! A segment is named by its base position (`{base:020}.seg`); the byte at file offset `f` has
-//! pchannel position `base + f`. The active segment is written through the map with raw-pointer
-//! copies; readers get `Bytes` slices of the same map, only over ranges already published (see
-//! `pchannel.rs`), so no reader ever sees bytes being written.
+//! pchannel position `base + f`. The active segment is written with `pwritev` into the page
+//! cache (not through the map, see [`Segment::write`]); readers get `Bytes` slices of the map,
+//! which shows the same pages, only over ranges already published (see `pchannel.rs`), so no
+//! reader ever sees bytes being written.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::entry::{le_u32, le_u64};
 use crate::error::LogError;
@@ -83,7 +86,6 @@ pub(crate) fn header_flags(h: &[u8]) -> u32 {
 
 /// Makes `file` at least `len` bytes long, with blocks allocated where the filesystem allows.
 pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), LogError> {
-    use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on an open descriptor.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
     if rc != 0 {
@@ -256,31 +258,62 @@ impl Segment {
         self.whole.slice(off as usize..(off + len) as usize)
     }
 
-    /// Copies `parts` one after another at file offset `off`. Only the single writer calls this,
-    /// on a range no reader can reach yet.
-    pub(crate) fn write(&self, mut off: u64, parts: &[&[u8]]) {
-        for p in parts {
-            assert!(
-                off + p.len() as u64 <= self.len(),
-                "write beyond segment map"
-            );
-            // SAFETY: in bounds; the range is unpublished, so nothing else reads or writes it.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    p.as_ptr(),
-                    self.map.as_mut_ptr().add(off as usize),
-                    p.len(),
+    /// Writes `parts` one after another at file offset `off`, with as few `pwritev` calls as
+    /// the iovec limit allows. Only the single writer calls this, on a range no reader can
+    /// reach yet.
+    ///
+    /// Not a copy through the map: a write fault on a shared file mapping makes the filesystem
+    /// dirty the whole folio (`page_mkwrite`), and the page cache holds folios of up to 2 MiB,
+    /// so the partial page at the end of each sync dragged up to 2 MiB into the next one. A
+    /// `pwritev` dirties only the blocks it writes, takes no page faults, and builds large
+    /// folios from large writes (docs/benchmarks.log-store.md, "Write path").
+    pub(crate) fn write(&self, off: u64, parts: &[&[u8]]) -> Result<(), LogError> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        assert!(off + len <= self.len(), "write beyond segment map");
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut bufs = &mut slices[..];
+        let mut at = off;
+        while !bufs.is_empty() {
+            let cnt = bufs.len().min(IOV_MAX);
+            // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the buffers outlive the call.
+            let n = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    bufs.as_ptr().cast(),
+                    cnt as libc::c_int,
+                    at as libc::off_t,
                 )
             };
-            off += p.len() as u64;
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(LogError::io(&self.path, e));
+            }
+            if n == 0 {
+                return Err(LogError::io(
+                    &self.path,
+                    std::io::ErrorKind::WriteZero.into(),
+                ));
+            }
+            at += n as u64;
+            IoSlice::advance_slices(&mut bufs, n as usize);
         }
+        Ok(())
     }
 
     /// Zeroes file offsets `off..off + len` (truncation of unpublished or withdrawn bytes).
-    pub(crate) fn zero(&self, off: u64, len: u64) {
+    pub(crate) fn zero(&self, off: u64, len: u64) -> Result<(), LogError> {
         assert!(off + len <= self.len(), "zero beyond segment map");
-        // SAFETY: in bounds; callers hold the writer lock and the range is no longer indexed.
-        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(off as usize), 0, len as usize) };
+        let zeros = [0u8; 64 << 10];
+        let mut at = off;
+        while at < off + len {
+            let n = (off + len - at).min(zeros.len() as u64);
+            self.write(at, &[&zeros[..n as usize]])?;
+            at += n;
+        }
+        Ok(())
     }
 
     /// msync(MS_SYNC) of file offsets `off..off + len`.
@@ -293,29 +326,9 @@ impl Segment {
             .map_err(|e| LogError::io(&self.path, e))
     }
 
-    /// Asks the kernel to fault in pages ahead of the writer (best effort).
-    pub(crate) fn prefault(&self, off: u64, len: u64) {
-        let len = len.min(self.len().saturating_sub(off));
-        if len > 0 {
-            let _ = self
-                .map
-                .advise_range(Advice::PopulateWrite, off as usize, len as usize);
-        }
-    }
-
-    /// Asks the kernel to read pages ahead of the writer (`MADV_WILLNEED`, best effort): in a
-    /// recycled segment a write into a page not in the page cache would read it first.
-    pub(crate) fn read_ahead(&self, off: u64, len: u64) {
-        let len = len.min(self.len().saturating_sub(off));
-        if len > 0 {
-            let _ = self
-                .map
-                .advise_range(Advice::WillNeed, off as usize, len as usize);
-        }
-    }
-
     /// Shrinks the file to `used` bytes once the segment is sealed (the map stays valid for
-    /// every byte below `used`, which is all anyone reads).
+    /// every byte below `used`, which is all anyone reads) and fsyncs it: its data and its
+    /// new length are durable on return.
     pub(crate) fn shrink_to(&self, used: u64) -> Result<(), LogError> {
         self.file
             .set_len(used)
@@ -329,6 +342,12 @@ impl Segment {
 /// Length of the end mark: a zero entry header kept after the last entry of a recycled
 /// segment, so that recovery stops there instead of reading stale entries.
 pub(crate) const END_MARK_LEN: u64 = 64;
+
+/// Page size the writer pads a recycled segment's end mark to (see `append.rs`).
+pub(crate) const PAGE: u64 = 4096;
+
+/// Most iovecs one `pwritev` takes (Linux `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// Probe size of [`garbage_after`].
 pub(crate) const PROBE_CHUNK: u64 = 64 << 10;
@@ -379,14 +398,29 @@ mod tests {
             check_header(seg.slice(0, SEGMENT_HEADER_LEN), 1),
             Err("segment header base disagrees with file name")
         );
-        seg.write(32, &[b"hello ", b"world"]);
+        seg.write(32, &[b"hello ", b"world"]).unwrap();
         assert_eq!(seg.slice(32, 11), b"hello world");
         assert_eq!(&seg.bytes(38, 5)[..], b"world");
         seg.flush(32, 11).unwrap();
-        seg.zero(32, 6);
+        seg.zero(32, 6).unwrap();
         assert_eq!(seg.slice(32, 11), b"\0\0\0\0\0\0world");
         drop(seg);
         let seg = Segment::open(segment_path(dir.path(), 4096), 4096, 0).unwrap();
         assert_eq!(seg.slice(38, 5), b"world");
+    }
+
+    #[test]
+    fn a_write_of_more_parts_than_one_pwritev_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = Segment::create(dir.path(), 0, 1 << 16).unwrap();
+        let parts: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![i as u8, (i >> 8) as u8, 7])
+            .collect();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        seg.write(100, &refs).unwrap();
+        assert_eq!(seg.slice(100, 9000), &parts.concat()[..]);
+        assert_eq!(seg.slice(9100, 4), &[0, 0, 0, 0]);
+        seg.zero(100, 9000).unwrap();
+        assert!(seg.slice(0, 1 << 16)[32..].iter().all(|&b| b == 0));
     }
 }

@@ -113,15 +113,14 @@ impl PChannel {
                 reopened
             };
             let tail = seg_end - cut;
-            seg.zero(cut - seg.base, tail);
+            seg.zero(cut - seg.base, tail)?;
             seg.flush(cut - seg.base, tail)?;
             w.base = seg.base;
             w.write_off = cut - seg.base;
             w.active = Some(seg);
             w.next_seq = h.seq + 1;
             w.active_records = records;
-            w.prefaulted_to = 0;
-            w.read_ahead_to = 0;
+            w.zeroed_to = 0;
             inner.durability.reset_to(cut);
             cut
         };

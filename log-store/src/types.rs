@@ -125,10 +125,6 @@ pub struct PChannelOptions {
     /// A sealed segment whose live bytes are at most this fraction of its size is compacted by
     /// [`crate::PChannel::enforce_retention`] (0 disables compaction; default 0.25).
     pub compact_live_ratio: f64,
-    /// How far ahead of the writer a background thread faults in the active segment's pages
-    /// (`MADV_POPULATE_WRITE`); 0 (the default) runs no such thread. On the 2-core build VM it
-    /// gained nothing measurable (see docs/benchmarks.md); it may on machines with idle cores.
-    pub prefault_bytes: u64,
     /// Verify each entry's CRC when it is read (default true): damage in sealed or
     /// checkpointed data, which open does not re-read, then surfaces as `LogError::Corrupt`.
     pub verify_reads: bool,
@@ -145,7 +141,6 @@ impl Default for PChannelOptions {
             sync_policy: SyncPolicy::IntervalMs(10),
             checkpoint_interval: Some(Duration::from_secs(30)),
             compact_live_ratio: 0.25,
-            prefault_bytes: 0,
             verify_reads: true,
             recycle_segments: 2,
         }

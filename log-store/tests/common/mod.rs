@@ -32,7 +32,6 @@ pub fn opts(segment_bytes: u64, sync_policy: SyncPolicy) -> PChannelOptions {
         sync_policy,
         checkpoint_interval: None,
         compact_live_ratio: 0.25,
-        prefault_bytes: 32 << 10,
         verify_reads: true,
         recycle_segments: 2,
     }
