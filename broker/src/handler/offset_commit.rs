@@ -1,6 +1,7 @@
 //! OffsetCommit: validates the member and generation (member epoch in a consumer group), writes one record per partition to the
 //! group's `__consumer_offsets` partition, and answers once that write is durable; only then
-//! does the in-memory cache (which answers OffsetFetch) change.
+//! does the in-memory cache (which answers OffsetFetch) change. Commits of one group arriving
+//! together share one append's fsync (`group::commit_queue`).
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -9,7 +10,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use sluice_protocol::{RequestHeader, ResponseError};
 
 use crate::broker::Broker;
-use crate::group::GroupState;
+use crate::group::commit_queue::{self, CommitTurn};
 use crate::group::offsets::{OffsetEntry, OffsetsRecord};
 use crate::streaming::wal::now_ms;
 
@@ -21,6 +22,7 @@ pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: OffsetCommitRequest,
+    turn: CommitTurn,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
     let state = broker.cluster.state();
@@ -86,24 +88,13 @@ pub async fn handle(
                 })
             })
             .collect();
-        if !records.is_empty() {
-            let _writes = handle.writes.lock().await;
-            // DeleteGroups removed the group while this commit waited: Kafka answers
-            // COORDINATOR_NOT_AVAILABLE so the client looks the group up again and retries.
-            let written = if handle.group.lock().state == GroupState::Dead {
-                Err(ResponseError::CoordinatorNotAvailable.code())
-            } else {
-                broker.groups.append(home, &records).await
-            };
-            let mut group = handle.group.lock();
-            for (t, p, e) in planned.iter_mut() {
-                let Ok(entry) = e else { continue };
-                match &written {
-                    Ok(_fence) => {
-                        let key = (request.topics[*t].name.to_string(), *p);
-                        group.offsets.insert(key, entry.clone());
-                    }
-                    Err(code) => *e = Err(*code),
+        if !records.is_empty()
+            && let Err(code) =
+                commit_queue::commit(&broker.groups, home, handle, records, turn).await
+        {
+            for (_, _, e) in planned.iter_mut() {
+                if e.is_ok() {
+                    *e = Err(code);
                 }
             }
         }
