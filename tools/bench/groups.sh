@@ -11,11 +11,12 @@
 #   TEST_SLUICE_BENCH  sluice-bench, release build   [$target/release/sluice-bench]
 #   TEST_SLUICE_JARS   Kafka Java client jars        [$HOME/.cache/sluice/jars]
 #   RUNS               rebalance runs per protocol                 [5]
-#   PROTOCOLS          which rebalances to measure                 [eager cooperative consumer]
+#   PROTOCOLS          which rebalances to measure (empty: none)   [eager cooperative consumer]
+#   CONSUMER_PROPS     Java consumer settings over the defaults, KEY=VALUE separated by spaces
 #   COMMIT_SECONDS     length of each commit run                   [10]
 #   COMMIT_CASES       commit runs, "name:sluice-bench flags" separated by ";"
 #                      [one consumer, one group; 8 consumers sharing a group; 8 groups]
-#   ROUNDS             rounds of the commit cases                  [3]
+#   ROUNDS             rounds of the commit cases (0: none)        [3]
 #   BROKER_ARGS        extra broker flags (e.g. "-o group.consumer.heartbeat.interval.ms=1000")
 # $target is $CARGO_TARGET_DIR, else ./target. Build first:
 #   cargo build --release --bin sluice --bin sluice-bench
@@ -27,7 +28,7 @@ SLUICE_BIN=${TEST_SLUICE_BIN:-$target/release/sluice}
 BENCH_BIN=${TEST_SLUICE_BENCH:-$target/release/sluice-bench}
 JARS=${TEST_SLUICE_JARS:-$HOME/.cache/sluice/jars}
 RUNS=${RUNS:-5}
-PROTOCOLS=${PROTOCOLS:-eager cooperative consumer}
+PROTOCOLS=${PROTOCOLS-eager cooperative consumer}
 COMMIT_SECONDS=${COMMIT_SECONDS:-10}
 COMMIT_CASES=${COMMIT_CASES:-"1 consumer, 1 group:--consumers 1;8 consumers, 1 shared group:--consumers 8 --shared-group;8 consumers, 8 groups:--consumers 8"}
 ROUNDS=${ROUNDS:-3}
@@ -59,8 +60,9 @@ echo "# $(date -u +%FT%TZ) $("$SLUICE_BIN" --version), load average $(load)"
 
 # Rebalance: one JVM per protocol; RebalanceBench prints a line per run and a summary.
 for protocol in $PROTOCOLS; do
+    # shellcheck disable=SC2086 # CONSUMER_PROPS is a word list on purpose
     java -cp "$classpath" "$repo/tools/bench/java/RebalanceBench.java" \
-        "127.0.0.1:$port" rebalance-100 "$protocol" "$RUNS" 100 10 2>"$data/java.err" \
+        "127.0.0.1:$port" rebalance-100 "$protocol" "$RUNS" 100 10 ${CONSUMER_PROPS:-} 2>"$data/java.err" \
         || { grep -v SLF4J "$data/java.err" | tail -20 >&2; exit 1; }
     echo "# load average $(load)"
 done
@@ -79,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
                   load_at_start: $load}' | tee -a "$data/commits.jsonl"
     done
 done
-jq -s -c 'group_by(.commit)[] | (map(.commits_per_sec) | sort) as $r
+[ -s "$data/commits.jsonl" ] && jq -s -c 'group_by(.commit)[] | (map(.commits_per_sec) | sort) as $r
     | {commit: .[0].commit, summary: true, rounds: length, median_commits_per_sec: $r[length / 2 | floor],
        min_commits_per_sec: $r[0], max_commits_per_sec: $r[-1],
        median_p99_ms: (map(.latency_ms.p99) | sort | .[length / 2 | floor])}' "$data/commits.jsonl"
