@@ -43,6 +43,7 @@ pub async fn serve(
     let writer_task = tokio::spawn(write_responses(writer, slots_rx, log.clone()));
 
     let frames = FrameDecoder::new(broker.config.socket_request_max_bytes as usize);
+    let mut arrivals = dispatch::Arrivals::default();
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     'read: loop {
         loop {
@@ -84,7 +85,7 @@ pub async fn serve(
             if slots_tx.send(rx).await.is_err() {
                 break 'read;
             }
-            let started = dispatch::start(&broker, &header, request, &log);
+            let started = dispatch::start(&broker, &header, request, &log, &mut arrivals);
             let broker = broker.clone();
             let log = log.clone();
             tokio::spawn(async move {

@@ -9,7 +9,11 @@ use slog::{Logger, error};
 use sluice_protocol::response::encode_response_to;
 use sluice_protocol::{Request, RequestHeader, encode_response, encode_response_spliced};
 
+use kafka_protocol::messages::OffsetCommitRequest;
+use tokio::sync::oneshot;
+
 use crate::broker::Broker;
+use crate::group::commit_queue::CommitTurn;
 use crate::handler;
 
 /// The APIs this broker answers; the ApiVersions table is built from this list, so a client is
@@ -112,15 +116,34 @@ pub enum Reply {
 pub enum Started {
     /// A produce whose batches are already queued on their pchannels.
     Produce(handler::produce::PendingProduce),
+    /// An OffsetCommit with its place among the connection's commits.
+    OffsetCommit(OffsetCommitRequest, CommitTurn),
     /// Any other request, not started yet.
     Other(Request),
 }
 
+/// What the in-order part of one connection's requests carries from a request to the next.
+#[derive(Default)]
+pub struct Arrivals {
+    /// Completes when the connection's latest OffsetCommit joined its group's commit queue.
+    last_commit: Option<oneshot::Receiver<()>>,
+}
+
 /// The in-order part of a request, run on the connection's reader before the next request is
-/// read: a produce's appends are queued here so they reach the log in request order.
-pub fn start(broker: &Broker, header: &RequestHeader, request: Request, log: &Logger) -> Started {
+/// read: a produce's appends are queued here so they reach the log in request order, and an
+/// OffsetCommit takes its turn after the connection's previous commit.
+pub fn start(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: Request,
+    log: &Logger,
+    arrivals: &mut Arrivals,
+) -> Started {
     match request {
         Request::Produce(r) => Started::Produce(handler::produce::submit(broker, header, r, log)),
+        Request::OffsetCommit(r) => {
+            Started::OffsetCommit(r, CommitTurn::after(&mut arrivals.last_commit))
+        }
         other => Started::Other(other),
     }
 }
@@ -134,7 +157,7 @@ pub async fn dispatch(
     log: &Logger,
 ) -> Reply {
     let mut buf = BytesMut::new();
-    let request = match started {
+    let (request, commit_turn) = match started {
         Started::Produce(pending) => {
             return match pending.finish(broker).await {
                 Ok(Some(body)) => {
@@ -146,7 +169,8 @@ pub async fn dispatch(
                 Err(()) => Reply::Close,
             };
         }
-        Started::Other(request) => request,
+        Started::OffsetCommit(r, turn) => (Request::OffsetCommit(r), turn),
+        Started::Other(request) => (request, CommitTurn::default()),
     };
     let encoded = match request {
         Request::ApiVersions(r) => {
@@ -262,7 +286,7 @@ pub async fn dispatch(
         Request::OffsetCommit(r) => encode(
             &mut buf,
             header,
-            &handler::offset_commit::handle(broker, header, r).await,
+            &handler::offset_commit::handle(broker, header, r, commit_turn).await,
         ),
         Request::OffsetFetch(r) => encode(
             &mut buf,

@@ -272,6 +272,29 @@ def test_bench_produce_consume_e2e(broker, tmp_path):
     assert svg.read_text().startswith("<svg") and "records/s" in svg.read_text()
 
 
+def test_bench_commit(broker):
+    # Two consumers, a group each, 1,000 asynchronous commits each with up to 16 in flight.
+    s, _ = bench(broker, "commit", "-t", "bench-commits", "-p", 4, "-n", 2000, "--consumers", 2,
+                 "--in-flight", 16)
+    assert (s["mode"], s["consumers"], s["groups"], s["in_flight"]) == ("commit", 2, 2, 16)
+    assert s["records_sent"] == s["records_acked"] == 2000 and s["records_failed"] == 0
+    assert s["records_per_sec"] > 0 and s["latency_ms"]["count"] == 2000
+    assert sum(sample["records"] for sample in s["timeline"]) == 2000
+
+    # Commit k of consumer i sets partition (i + k) % 4 to offset k, so the last four commits of
+    # each consumer leave a known offset on every partition, if they were stored in order.
+    groups = sorted(g["group"] for g in admin_json(broker, "group", "list")
+                    if g["group"].startswith("sluice-bench-commit-"))
+    assert len(groups) == 2 and groups[0].endswith("-0") and groups[1].endswith("-1")
+    assert committed(broker, groups[0], "bench-commits", 4) == {0: 1000, 1: 997, 2: 998, 3: 999}
+    assert committed(broker, groups[1], "bench-commits", 4) == {0: 999, 1: 1000, 2: 997, 3: 998}
+
+    # One shared group: the commits of both consumers land in it.
+    s, _ = bench(broker, "commit", "-t", "bench-commits", "-n", 400, "--consumers", 2, "--shared-group",
+                 "--commit-partitions", 4)
+    assert s["groups"] == 1 and s["records_acked"] == 400
+
+
 def committed(broker, group, topic, partitions):
     """The group's committed offsets as librdkafka reads them (partition -> offset)."""
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})

@@ -15,13 +15,15 @@ use sluice_protocol::ResponseError as E;
 use sluice_protocol::control::{Marker, parse_marker};
 use tokio::sync::{oneshot, watch};
 
+use super::commit_queue::CommitQueue;
 use super::offsets::{self, GroupMetadataValue, OffsetsRecord};
 use super::state::{Group, GroupState};
 use super::{GroupError, OFFSETS_TOPIC};
 use crate::broker::Broker;
 use crate::internal_topic::{owner_of, read_all, served_here};
 use crate::streaming::Wal;
-use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
+use crate::streaming::interceptor::AppendError;
+use crate::streaming::wal::{Acks, AppendRequest, Appended, Origin, now_ms};
 
 /// How often sessions and rebalance timeouts are checked.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
@@ -33,6 +35,18 @@ pub struct GroupHandle {
     pub group: Mutex<Group>,
     /// Held while the group's records are appended, so the cache follows the log's order.
     pub writes: tokio::sync::Mutex<()>,
+    /// OffsetCommits waiting for `writes`, appended together by the next holder.
+    pub commits: CommitQueue,
+}
+
+impl GroupHandle {
+    fn new(group: Group) -> GroupHandle {
+        GroupHandle {
+            group: Mutex::new(group),
+            writes: tokio::sync::Mutex::new(()),
+            commits: CommitQueue::default(),
+        }
+    }
 }
 
 /// Where a group lives: its `__consumer_offsets` partition, served here.
@@ -150,6 +164,14 @@ impl GroupCoordinator {
         }
     }
 
+    /// Records `partition` as loaded at `term` without reading it; returns the load number.
+    #[cfg(test)]
+    pub(crate) fn mark_loaded(&self, partition: i32, term: u64) -> u64 {
+        let load = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
+        self.loaded.lock().insert(partition, (term, load));
+        load
+    }
+
     /// Loads every partition of `__consumer_offsets` served here (start-up and ListGroups).
     pub async fn load_local(&self, broker: &Broker) {
         let count = broker
@@ -230,13 +252,7 @@ impl GroupCoordinator {
             if group.is_blank() {
                 continue;
             }
-            map.insert(
-                id,
-                Arc::new(GroupHandle {
-                    group: Mutex::new(group),
-                    writes: tokio::sync::Mutex::new(()),
-                }),
-            );
+            map.insert(id, Arc::new(GroupHandle::new(group)));
         }
         info!(self.log, "loaded __consumer_offsets partition"; "partition" => home.partition,
             "term" => home.wal.term, "records" => records, "groups" => count,
@@ -263,10 +279,7 @@ impl GroupCoordinator {
             .write()
             .entry(group_id.to_string())
             .or_insert_with(|| {
-                Arc::new(GroupHandle {
-                    group: Mutex::new(Group::new(group_id, partition, &self.log)),
-                    writes: tokio::sync::Mutex::new(()),
-                })
+                Arc::new(GroupHandle::new(Group::new(group_id, partition, &self.log)))
             })
             .clone()
     }
@@ -324,33 +337,41 @@ impl GroupCoordinator {
         }
     }
 
+    /// Appends the records of several requests back to back, one append each, and waits until
+    /// each is durable: appends queued together share the pchannel's group commit (one fsync).
+    /// `Err` when the partition was reloaded; otherwise each request's outcome, in order. The
+    /// caller keeps the returned fence until its cache update is done.
+    pub async fn append_each(
+        &self,
+        home: &Home,
+        requests: &[&[OffsetsRecord]],
+    ) -> Result<(WriteFence<'_>, Vec<Result<(), i16>>), i16> {
+        let fence = self.fence(home).await?;
+        let submitted: Vec<_> = requests
+            .iter()
+            .map(|records| {
+                offsets::encode_batches(records, now_ms())
+                    .map(|batches| submit(home, batches))
+                    .map_err(|_| E::UnknownServerError.code())
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(submitted.len());
+        for s in submitted {
+            outcomes.push(match s {
+                Ok(receiver) => durable(receiver).await,
+                Err(code) => Err(code),
+            });
+        }
+        Ok((fence, outcomes))
+    }
+
     async fn append_batches(
         &self,
         home: &Home,
         batches: Vec<bytes::Bytes>,
     ) -> Result<WriteFence<'_>, i16> {
         let fence = self.fence(home).await?;
-        let (reply, receiver) = oneshot::channel();
-        home.wal.submit(AppendRequest {
-            vchannel: VChannelId(home.vchannel),
-            batches,
-            acks: Acks::Durable,
-            log_append_time: false,
-            origin: Origin::Coordinator,
-            reply,
-        });
-        match receiver.await {
-            Ok(Ok(_)) => Ok(fence),
-            Ok(Err(crate::streaming::interceptor::AppendError::TooLarge { .. })) => {
-                Err(E::InvalidCommitOffsetSize.code())
-            }
-            Ok(Err(crate::streaming::interceptor::AppendError::InvalidProducerEpoch(_))) => {
-                Err(E::InvalidProducerEpoch.code())
-            }
-            // Kafka maps storage and leadership failures of the offsets log to NOT_COORDINATOR:
-            // the client finds the coordinator again and retries.
-            Ok(Err(_)) | Err(_) => Err(E::NotCoordinator.code()),
-        }
+        durable(submit(home, batches)).await.map(|()| fence)
     }
 
     /// Stores the group's metadata after a completed rebalance.
@@ -412,6 +433,35 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+}
+
+/// Queues a durable append of `batches` to the group's partition.
+fn submit(
+    home: &Home,
+    batches: Vec<bytes::Bytes>,
+) -> oneshot::Receiver<Result<Appended, AppendError>> {
+    let (reply, receiver) = oneshot::channel();
+    home.wal.submit(AppendRequest {
+        vchannel: VChannelId(home.vchannel),
+        batches,
+        acks: Acks::Durable,
+        log_append_time: false,
+        origin: Origin::Coordinator,
+        reply,
+    });
+    receiver
+}
+
+/// Waits for a submitted append; its failure as a Kafka error code.
+async fn durable(receiver: oneshot::Receiver<Result<Appended, AppendError>>) -> Result<(), i16> {
+    match receiver.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(AppendError::TooLarge { .. })) => Err(E::InvalidCommitOffsetSize.code()),
+        Ok(Err(AppendError::InvalidProducerEpoch(_))) => Err(E::InvalidProducerEpoch.code()),
+        // Kafka maps storage and leadership failures of the offsets log to NOT_COORDINATOR:
+        // the client finds the coordinator again and retries.
+        Ok(Err(_)) | Err(_) => Err(E::NotCoordinator.code()),
     }
 }
 

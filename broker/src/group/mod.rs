@@ -3,6 +3,7 @@
 //! stored durably in the internal topic `__consumer_offsets`. A group belongs to one partition
 //! of that topic; the broker that owns the partition's pchannel is the group's coordinator.
 
+pub mod commit_queue;
 pub mod consumer;
 pub mod coordinator;
 pub mod expiration;

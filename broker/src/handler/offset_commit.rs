@@ -1,7 +1,8 @@
 //! OffsetCommit: validates the member and generation (member epoch in a consumer group), writes
 //! one record per partition to the group's `__consumer_offsets` partition, and answers once that
 //! write is durable; only then does the in-memory cache (which answers OffsetFetch) change.
-//! TxnOffsetCommit shares the write, keeping its offsets pending until the transaction ends.
+//! Commits of one group arriving together share one append's fsync (`group::commit_queue`).
+//! TxnOffsetCommit shares the validation, keeping its offsets pending until the transaction ends.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -12,6 +13,7 @@ use sluice_protocol::{RequestHeader, ResponseError};
 use std::sync::Arc;
 
 use crate::broker::Broker;
+use crate::group::commit_queue::{self, CommitTurn};
 use crate::group::offsets::{OffsetEntry, OffsetsRecord};
 use crate::group::{GroupHandle, GroupState, Home};
 use crate::streaming::wal::now_ms;
@@ -24,6 +26,7 @@ pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     request: OffsetCommitRequest,
+    turn: CommitTurn,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
     let group = match broker.groups.home(broker, &group_id).await {
@@ -40,7 +43,7 @@ pub async fn handle(
         }
     };
     let commits = commit_partitions!(request.topics);
-    let codes = commit(broker, &group_id, group, &commits, CommitKind::Plain).await;
+    let codes = commit(broker, &group_id, group, &commits, CommitKind::Plain(turn)).await;
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics
         .iter()
@@ -96,10 +99,9 @@ pub struct CommitPartition {
 }
 
 /// Whether offsets count at once or when their transaction commits.
-#[derive(Clone, Copy)]
 pub enum CommitKind {
-    /// OffsetCommit: committed once durable.
-    Plain,
+    /// OffsetCommit: committed once durable, written in the connection's order.
+    Plain(CommitTurn),
     /// TxnOffsetCommit: pending until the producer's transaction ends with a commit marker.
     Transactional {
         /// The producer.
@@ -162,45 +164,19 @@ pub async fn commit(
             })
             .collect();
         if !records.is_empty() {
-            let _writes = handle.writes.lock().await;
-            // DeleteGroups removed the group while this commit waited: Kafka answers
-            // COORDINATOR_NOT_AVAILABLE so the client looks the group up again and retries.
-            let written = if handle.group.lock().state == GroupState::Dead {
-                Err(ResponseError::CoordinatorNotAvailable.code())
-            } else {
-                match kind {
-                    CommitKind::Plain => broker.groups.append(home, &records).await,
-                    CommitKind::Transactional {
-                        producer_id,
-                        producer_epoch,
-                    } => {
-                        broker
-                            .groups
-                            .append_txn(home, &records, producer_id, producer_epoch)
-                            .await
-                    }
+            let written = match kind {
+                CommitKind::Plain(turn) => {
+                    commit_queue::commit(&broker.groups, home, handle, records, turn).await
                 }
+                CommitKind::Transactional {
+                    producer_id,
+                    producer_epoch,
+                } => commit_txn(broker, home, handle, &records, producer_id, producer_epoch).await,
             };
-            // On success `written` holds the write fence until the cache is updated.
-            let failed = written.as_ref().err().copied();
-            let mut group = handle.group.lock();
-            for (t, p, e) in planned.iter_mut() {
-                let Ok(entry) = e else { continue };
-                if let Some(code) = failed {
-                    *e = Err(code);
-                    continue;
-                }
-                let key = (topics[*t].0.clone(), *p);
-                match kind {
-                    CommitKind::Plain => {
-                        group.offsets.insert(key, entry.clone());
-                    }
-                    CommitKind::Transactional { producer_id, .. } => {
-                        group
-                            .pending_txn_offsets
-                            .entry(producer_id)
-                            .or_default()
-                            .insert(key, entry.clone());
+            if let Err(code) = written {
+                for (_, _, e) in planned.iter_mut() {
+                    if e.is_ok() {
+                        *e = Err(code);
                     }
                 }
             }
@@ -210,4 +186,40 @@ pub async fn commit(
         .into_iter()
         .map(|(t, p, e)| (t, p, e.err().unwrap_or(0)))
         .collect()
+}
+
+/// Writes a TxnOffsetCommit's records as the producer's transactional batches and, once
+/// durable, keeps them pending in the group until the transaction ends.
+async fn commit_txn(
+    broker: &Broker,
+    home: &Home,
+    handle: &GroupHandle,
+    records: &[OffsetsRecord],
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<(), i16> {
+    let _writes = handle.writes.lock().await;
+    // DeleteGroups removed the group while this commit waited: Kafka answers
+    // COORDINATOR_NOT_AVAILABLE so the client looks the group up again and retries.
+    if handle.group.lock().state == GroupState::Dead {
+        return Err(ResponseError::CoordinatorNotAvailable.code());
+    }
+    let _fence = broker
+        .groups
+        .append_txn(home, records, producer_id, producer_epoch)
+        .await?;
+    let mut group = handle.group.lock();
+    let pending = group.pending_txn_offsets.entry(producer_id).or_default();
+    for record in records {
+        if let OffsetsRecord::Offset {
+            topic,
+            partition,
+            value: Some(entry),
+            ..
+        } = record
+        {
+            pending.insert((topic.clone(), *partition), entry.clone());
+        }
+    }
+    Ok(())
 }

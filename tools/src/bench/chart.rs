@@ -133,6 +133,8 @@ mod tests {
             compression: "none".into(),
             producers: 1,
             consumers: 1,
+            groups: None,
+            in_flight: None,
             records_sent: 300,
             records_acked: 300,
             records_failed: 0,

@@ -1,7 +1,9 @@
 //! `sluice-bench`: the command line, topic set-up and the run loop (progress bar, timeline,
-//! summary) around the librdkafka producers and consumers in `produce` and `consume`.
+//! summary) around the librdkafka producers, consumers and committers in `produce`, `consume`
+//! and `commit`.
 
 mod chart;
+mod commit;
 mod consume;
 mod produce;
 mod stats;
@@ -43,10 +45,12 @@ pub struct Cli {
     /// Partition count for a topic the bench creates.
     #[arg(short, long, default_value_t = 1)]
     pub partitions: i32,
-    /// Records to produce (produce, e2e) or to read (consume).
+    /// Records to produce (produce, e2e), to read (consume), or offset commits to send
+    /// (commit).
     #[arg(short = 'n', long, default_value_t = 100_000)]
     pub records: u64,
-    /// Stop producing after this many seconds even if --records are not all sent.
+    /// Stop producing (or committing) after this many seconds even if --records are not all
+    /// sent.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Value size in bytes.
@@ -77,9 +81,19 @@ pub struct Cli {
     /// Producer threads, each with its own client.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
-    /// Consumer threads, each with its own client and a share of the partitions.
+    /// Consumer threads, each with its own client and a share of the partitions (consume,
+    /// e2e) or of the commits (commit).
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
+    /// Commit mode: all consumers commit for one group (default: a group each).
+    #[arg(long)]
+    pub shared_group: bool,
+    /// Commit mode: asynchronous commits each consumer keeps in flight.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub in_flight: usize,
+    /// Commit mode: partitions in each commit.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub commit_partitions: i32,
     /// Give up when no record arrives for this long (consume, e2e).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub idle_timeout_ms: u64,
@@ -106,6 +120,8 @@ pub enum Mode {
     Consume,
     /// Produce and consume at once; latency is send → consumed.
     E2e,
+    /// Commit explicit offsets (asynchronously) and measure commit → callback latency.
+    Commit,
 }
 
 impl Cli {
@@ -190,17 +206,20 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let partitions = ensure_topic(cli)?;
     let counters = Arc::new(Counters::default());
     let done = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
     // Marks this run's records, so e2e consumers skip records of earlier runs.
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id()) << 32;
+    if cli.mode == Mode::Commit {
+        return run_commits(cli, partitions, counters, run_id);
+    }
+    let start = Instant::now();
     let bar = progress_bar(cli);
 
     let producer_cli = cli.clone();
     let consumers = match cli.mode {
-        Mode::Produce => None,
+        Mode::Produce | Mode::Commit => None,
         Mode::Consume | Mode::E2e => Some(consume::start(
             cli,
             partitions,
@@ -211,7 +230,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         )?),
     };
     let producers = match cli.mode {
-        Mode::Consume => None,
+        Mode::Consume | Mode::Commit => None,
         Mode::Produce | Mode::E2e => Some(produce::start(
             &producer_cli,
             counters.clone(),
@@ -222,7 +241,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
 
     // One timeline sample per second; the bar shows acknowledged or consumed records.
     let measured = |c: &Counters| match cli.mode {
-        Mode::Produce => Counters::get(&c.acked),
+        Mode::Produce | Mode::Commit => Counters::get(&c.acked),
         _ => Counters::get(&c.consumed),
     };
     let mut timeline = stats::Timeline::new(start);
@@ -230,6 +249,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let finished = |c: &Counters| match cli.mode {
         Mode::Produce => producers.as_ref().is_some_and(|p| p.is_finished()),
         Mode::Consume => consumers.as_ref().is_some_and(|h| h.is_finished()),
+        Mode::Commit => true,
         Mode::E2e => {
             producers.as_ref().is_some_and(|p| p.is_finished())
                 && (Counters::get(&c.consumed) >= Counters::get(&c.acked)
@@ -255,7 +275,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         .as_ref()
         .and_then(|p| Latency::of(&p.commit_latency));
     let (elapsed, latency, bytes, records) = match cli.mode {
-        Mode::Produce => {
+        Mode::Produce | Mode::Commit => {
             let p = produced.expect("produce mode has producers");
             (
                 p.elapsed,
@@ -304,6 +324,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         } else {
             cli.consumers.min(partitions as usize)
         },
+        groups: None,
+        in_flight: None,
         records_sent: Counters::get(&c.sent),
         records_acked: Counters::get(&c.acked),
         records_failed: Counters::get(&c.failed),
@@ -313,6 +335,60 @@ pub fn run(cli: &Cli) -> anyhow::Result<Summary> {
         mib_per_sec,
         latency_ms: latency,
         commit_latency_ms: commit_latency,
+        timeline: timeline.into_samples(),
+    })
+}
+
+/// Commit mode: committers instead of producers and consumers; commits count as records.
+fn run_commits(
+    cli: &Cli,
+    partitions: i32,
+    counters: Arc<Counters>,
+    run_id: u64,
+) -> anyhow::Result<Summary> {
+    let bar = progress_bar(cli);
+    let (committers, start) = commit::start(cli, partitions, counters.clone(), run_id)?;
+    let mut timeline = stats::Timeline::new(start);
+    let mut next_sample = start + Duration::from_secs(1);
+    while !committers.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        bar.set_position(Counters::get(&counters.acked));
+        if Instant::now() >= next_sample {
+            timeline.sample(Counters::get(&counters.acked), counters.window.take());
+            next_sample += Duration::from_secs(1);
+        }
+    }
+    let committed = committers.join()?;
+    timeline.sample(Counters::get(&counters.acked), counters.window.take());
+    bar.finish_and_clear();
+    if let Some(e) = &committed.first_error {
+        eprintln!("warning: a commit failed: {e}");
+    }
+    let c = &counters;
+    let commits = Counters::get(&c.acked);
+    let (commits_per_sec, _) = stats::rates(commits, 0, committed.elapsed);
+    Ok(Summary {
+        mode: "commit".to_owned(),
+        client: format!("librdkafka {}", rdkafka::util::get_rdkafka_version().1),
+        bootstrap_server: cli.bootstrap_server.clone(),
+        topic: cli.topic.clone(),
+        partitions,
+        record_size: 0,
+        acks: "all".to_owned(),
+        compression: "none".to_owned(),
+        producers: 0,
+        consumers: cli.consumers,
+        groups: Some(if cli.shared_group { 1 } else { cli.consumers }),
+        in_flight: Some(cli.in_flight),
+        records_sent: Counters::get(&c.sent),
+        records_acked: commits,
+        records_failed: Counters::get(&c.failed),
+        records_consumed: 0,
+        elapsed_s: (committed.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        records_per_sec: commits_per_sec,
+        mib_per_sec: 0.0,
+        latency_ms: Latency::of(&committed.latency),
+        commit_latency_ms: None,
         timeline: timeline.into_samples(),
     })
 }
@@ -342,7 +418,7 @@ pub fn shortfall(cli: &Cli, s: &Summary) -> Option<String> {
         ));
     }
     let wanted = match cli.mode {
-        Mode::Produce => return None,
+        Mode::Produce | Mode::Commit => return None,
         Mode::Consume => cli.records,
         Mode::E2e => s.records_acked,
     };
@@ -445,6 +521,8 @@ mod tests {
             compression: "none".into(),
             producers: 0,
             consumers: 1,
+            groups: None,
+            in_flight: None,
             records_sent: 0,
             records_acked: 0,
             records_failed: 0,

@@ -165,6 +165,12 @@ pub struct Summary {
     pub compression: String,
     pub producers: usize,
     pub consumers: usize,
+    /// Commit mode: the groups committed for, and commits in flight per consumer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    /// Records (commit mode: offset commits) handed to the client, acknowledged, failed.
     pub records_sent: u64,
     pub records_acked: u64,
     pub records_failed: u64,
@@ -209,21 +215,37 @@ impl Summary {
             "producers / consumers",
             &format!("{} / {}", self.producers, self.consumers),
         ]);
-        if self.mode != "consume" {
+        if self.mode == "commit" {
+            t.row([
+                "groups / in flight",
+                &format!(
+                    "{} / {} per consumer",
+                    self.groups.unwrap_or(0),
+                    self.in_flight.unwrap_or(0)
+                ),
+            ]);
+            t.row(["commits sent", &self.records_sent.to_string()]);
+            t.row(["commits answered", &self.records_acked.to_string()]);
+            t.row(["commits failed", &self.records_failed.to_string()]);
+        } else if self.mode != "consume" {
             t.row(["records sent", &self.records_sent.to_string()]);
             t.row(["records acked", &self.records_acked.to_string()]);
             t.row(["records failed", &self.records_failed.to_string()]);
         }
-        if self.mode != "produce" {
+        if self.mode != "produce" && self.mode != "commit" {
             t.row(["records consumed", &self.records_consumed.to_string()]);
         }
         t.row(["elapsed", &format!("{:.2} s", self.elapsed_s)]);
         t.row([
             "throughput",
-            &format!(
-                "{:.0} records/s, {:.2} MiB/s",
-                self.records_per_sec, self.mib_per_sec
-            ),
+            &if self.mode == "commit" {
+                format!("{:.0} commits/s", self.records_per_sec)
+            } else {
+                format!(
+                    "{:.0} records/s, {:.2} MiB/s",
+                    self.records_per_sec, self.mib_per_sec
+                )
+            },
         ]);
         if let Some(l) = &self.latency_ms {
             t.row([

@@ -3,11 +3,13 @@
 //! needs them elsewhere (the goals of Kafka's `UniformAssignor`).
 //!
 //! Three passes: keep each previous partition its owner still subscribes to; give each free
-//! partition to the least-loaded subscriber; then, while a partition's owner has at least two
-//! more partitions than another subscriber of its topic, move it there. Every move lowers the
-//! sum of squared counts, so the last pass ends; with identical subscriptions it ends with counts
-//! differing by at most one.
+//! partition to the least-loaded subscriber; then, while the most loaded owner of a topic's
+//! partitions has at least two more partitions than another subscriber of the topic, move one
+//! to the least loaded. Every move lowers the sum of squared counts, so the last pass ends; with
+//! identical subscriptions it ends with counts differing by at most one, having moved only the
+//! partitions over each member's share.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
@@ -78,14 +80,37 @@ pub fn assign(
         }
     }
 
-    // 3. Balance.
+    // 3. Balance: while the most loaded owner of a topic's partitions has two more than the
+    // least loaded subscriber of the topic, one of them moves there. Taking only from the most
+    // loaded moves no more than balance needs: nobody gives partitions away and gets others
+    // back, which under KIP-848 would wait for a third member to release them.
+    let mut owned: HashMap<(&str, Uuid), Vec<i32>> = HashMap::new();
+    for (topic, p) in &partitions {
+        owned
+            .entry((owner[&(*topic, *p)], *topic))
+            .or_default()
+            .push(*p);
+    }
     loop {
         let mut moved = false;
-        for (topic, p) in &partitions {
-            let from = owner[&(*topic, *p)];
-            let to = least_loaded(&load, topic);
-            if load[from] > load[to] + 1 {
-                owner.insert((*topic, *p), to);
+        for (_, topic, _) in &by_name {
+            loop {
+                let to = least_loaded(&load, topic);
+                let from = subscribers[topic]
+                    .iter()
+                    .copied()
+                    .filter(|m| owned.get(&(*m, *topic)).is_some_and(|o| !o.is_empty()))
+                    .max_by_key(|m| (load[m], Reverse(*m)));
+                let Some(from) = from else { break };
+                if load[from] <= load[to] + 1 {
+                    break;
+                }
+                let p = owned
+                    .get_mut(&(from, *topic))
+                    .and_then(Vec::pop)
+                    .expect("`from` owns a partition of the topic");
+                owned.entry((to, *topic)).or_default().push(p);
+                owner.insert((*topic, p), to);
                 *load.get_mut(from).expect("member") -= 1;
                 *load.get_mut(to).expect("member") += 1;
                 moved = true;
@@ -134,6 +159,39 @@ mod tests {
         assert_eq!(counts(&three), vec![4, 4, 4]);
         let kept = &three["a"][&id(1)];
         assert!(kept.is_subset(&alone["a"][&id(1)]));
+    }
+
+    #[test]
+    fn a_joining_member_takes_one_partition_from_each_of_nine() {
+        // Ten members own ten consecutive partitions each (as members joining one by one end
+        // up); an eleventh joins. Balance needs nine moves, one from each of nine members, and
+        // no member may lose partitions and gain others.
+        let t = topics(&[100]);
+        let names: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+        let specs: Vec<(&str, &[u128])> = names.iter().map(|n| (n.as_str(), &[1][..])).collect();
+        let mut m = members(&specs);
+        let mut before = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let mine: Assignment = [(id(1), (i as i32 * 10..i as i32 * 10 + 10).collect())].into();
+            m.get_mut(name).unwrap().previous = mine.clone();
+            before.insert(name.clone(), mine);
+        }
+        assert_eq!(
+            assign(&m, &t),
+            before,
+            "a balanced group keeps its assignment"
+        );
+        m.extend(members(&[("n", &[1])]));
+        let after = assign(&m, &t);
+        check_exact_cover(&m, &t, &after);
+        let mut gave = 0;
+        for name in &names {
+            let (old, new) = (&before[name][&id(1)], &after[name][&id(1)]);
+            assert!(new.is_subset(old), "{name} got partitions it did not have");
+            gave += old.len() - new.len();
+            assert!(old.len() - new.len() <= 1, "{name} gave more than one");
+        }
+        assert_eq!((gave, after["n"][&id(1)].len()), (9, 9));
     }
 
     #[test]
