@@ -213,6 +213,18 @@ fn drain(producer: &BaseProducer<Delivery>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves delivery events for `pause`. librdkafka's poll takes whole milliseconds, so a shorter
+/// pause (10,000 records/s leaves 100 µs between sends) would return at once and spin a core,
+/// which on a small machine starves the broker being measured: sleep those instead.
+fn wait(producer: &BaseProducer<Delivery>, pause: Duration) {
+    if pause >= Duration::from_millis(1) {
+        producer.poll(pause);
+    } else {
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(pause);
+    }
+}
+
 fn produce_loop(
     producer: &BaseProducer<Delivery>,
     load: &Load<'_>,
@@ -246,7 +258,7 @@ fn produce_loop(
             let due = began + Duration::from_secs_f64(sent as f64 / rate);
             let now = Instant::now();
             if due > now {
-                producer.poll(due - now);
+                wait(producer, due - now);
             }
         }
         let now_us = start.elapsed().as_micros() as u64;
