@@ -213,6 +213,10 @@ if [ -n "$(git -C "$repo" status --porcelain 2>/dev/null | head -1)" ]; then
     commit="$commit + uncommitted changes"
 fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+# Notes written by hand below this line of the previous file are kept.
+marker='<!-- Written by hand below: compare.sh keeps this part. -->'
+notes=
+[ -f "$OUT" ] && notes=$(sed -n "/^$marker\$/,\$p" "$OUT")
 {
     echo "# End-to-end benchmarks: Sluice and Tansu side by side"
     echo
@@ -254,5 +258,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
     echo "# each scenario, with BROKER set to the broker's HOST:PORT"
     printf '%s\n' "${commands[@]}"
     echo '```'
+    if [ -n "$notes" ]; then
+        echo
+        printf '%s\n' "$notes"
+    fi
 } >"$OUT"
 echo "wrote $OUT" >&2
