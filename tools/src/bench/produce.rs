@@ -145,6 +145,13 @@ pub fn start(
                 transaction_size,
             };
             let mut commit_latency = new_histogram();
+            // Learn the topic's leaders before the first send: records sent earlier wait in
+            // librdkafka until its own metadata request returns, which at the start of a
+            // rate-limited run puts tens of milliseconds on the first records' latency.
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                .with_context(|| format!("metadata of {topic}"))?;
             if transaction_size > 0 {
                 producer
                     .init_transactions(TXN_TIMEOUT)
