@@ -145,6 +145,13 @@ pub fn start(
                 transaction_size,
             };
             let mut commit_latency = new_histogram();
+            // Learn the topic's leaders before the first send: records sent earlier wait in
+            // librdkafka until its own metadata request returns, which at the start of a
+            // rate-limited run puts tens of milliseconds on the first records' latency.
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                .with_context(|| format!("metadata of {topic}"))?;
             if transaction_size > 0 {
                 producer
                     .init_transactions(TXN_TIMEOUT)
@@ -213,6 +220,18 @@ fn drain(producer: &BaseProducer<Delivery>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves delivery events for `pause`. librdkafka's poll takes whole milliseconds, so a shorter
+/// pause (10,000 records/s leaves 100 µs between sends) would return at once and spin a core,
+/// which on a small machine starves the broker being measured: sleep those instead.
+fn wait(producer: &BaseProducer<Delivery>, pause: Duration) {
+    if pause >= Duration::from_millis(1) {
+        producer.poll(pause);
+    } else {
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(pause);
+    }
+}
+
 fn produce_loop(
     producer: &BaseProducer<Delivery>,
     load: &Load<'_>,
@@ -246,7 +265,7 @@ fn produce_loop(
             let due = began + Duration::from_secs_f64(sent as f64 / rate);
             let now = Instant::now();
             if due > now {
-                producer.poll(due - now);
+                wait(producer, due - now);
             }
         }
         let now_us = start.elapsed().as_micros() as u64;
