@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -82,6 +83,8 @@ pub fn start(
             .set("group.id", format!("sluice-bench-{}", std::process::id()))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // End-of-partition events tell the idle clock the consumer is up and caught up.
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer = config.create().context("creating a consumer")?;
         let mut tpl = TopicPartitionList::new();
@@ -119,6 +122,9 @@ pub fn start(
     Ok(Consumers { threads })
 }
 
+/// How long a consumer may take to fetch anything at all before it counts as idle.
+const STARTUP: Duration = Duration::from_secs(30);
+
 /// When a consumer thread stops, and which records it counts.
 struct Stop {
     mode: Mode,
@@ -142,6 +148,10 @@ fn consume_loop(
     } = stop;
     let mut latency = new_histogram();
     let mut last = Instant::now();
+    // The idle clock starts once the consumer has fetched something (a record, or the end of a
+    // partition): joining, finding the coordinator and the first fetch may take longer than a
+    // short idle timeout.
+    let mut active = false;
     let mut last_record = Duration::ZERO;
     let mut warned = false;
     loop {
@@ -149,12 +159,14 @@ fn consume_loop(
             Mode::E2e => done.load(Ordering::Relaxed),
             _ => Counters::get(&counters.consumed) >= target,
         };
-        if reached || last.elapsed() >= idle {
+        let allowed = if active { idle } else { idle.max(STARTUP) };
+        if reached || last.elapsed() >= allowed {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Instant::now();
+                active = true;
                 let now = start.elapsed();
                 let payload = m.payload().unwrap_or_default();
                 if mode == Mode::E2e {
@@ -171,6 +183,12 @@ fn consume_loop(
                 last_record = now;
                 Counters::add(&counters.consumed, 1);
                 Counters::add(&counters.consumed_bytes, payload.len() as u64);
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if !active {
+                    last = Instant::now();
+                    active = true;
+                }
             }
             // librdkafka retries on its own; say it once per consumer.
             Some(Err(e)) if !warned => {
