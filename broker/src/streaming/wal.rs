@@ -439,6 +439,10 @@ impl Writer {
             self.next_offsets
                 .insert(request.vchannel, last.last_offset + 1);
         }
+        // Plain batches (the common case) never take the lock the fetches read under.
+        if batches
+            .iter()
+            .any(|b| b.flags.contains(EntryFlags::TRANSACTIONAL))
         {
             let mut txns = self.txns.lock();
             for (batch, &(producer_id, ..)) in batches.iter().zip(&producers) {
