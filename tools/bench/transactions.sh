@@ -13,6 +13,13 @@
 #   TXN_SIZE           records per transaction            [100]
 #   PARTITIONS         partitions of each topic           [16]
 #   ROUNDS             rounds of the three modes          [2]
+#   JAVA_RECORDS       records per Java producer run (0 skips the Java runs)   [500000]
+#   JAVA_PROPS         extra Java producer settings, KEY=VALUE words    []
+#   TEST_SLUICE_JARS   the Java client jars           [$HOME/.cache/sluice/jars]
+#
+# The Java producer runs plain and idempotent with the client's defaults, where both allow 5
+# requests in flight per connection; librdkafka allows a plain producer 1,000,000 and an
+# idempotent one 5, which is why its plain-at-5-in-flight run is there.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +31,8 @@ TXN_RECORDS=${TXN_RECORDS:-100000}
 TXN_SIZE=${TXN_SIZE:-100}
 PARTITIONS=${PARTITIONS:-16}
 ROUNDS=${ROUNDS:-2}
+JAVA_RECORDS=${JAVA_RECORDS:-500000}
+JARS=${TEST_SLUICE_JARS:-$HOME/.cache/sluice/jars}
 export RUST_LIB_BACKTRACE=0
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -58,4 +67,15 @@ for round in $(seq "$ROUNDS"); do
     sync
     bench -t "txn-$round" -n "$TXN_RECORDS" --transaction-size "$TXN_SIZE" \
         | jq -c --arg size "$TXN_SIZE" '{mode: ("transactional, " + $size + " records per commit"), records_per_sec, mib_per_sec, commit_ms: .commit_latency_ms}'
+    if [ "$JAVA_RECORDS" -gt 0 ]; then
+        classpath=$(find "$JARS" -name '*.jar' | sort | paste -sd:)
+        for idempotence in false true; do
+            sync
+            # shellcheck disable=SC2086 # JAVA_PROPS is a word list on purpose
+            java -cp "$classpath" "$repo/tools/bench/java/ProduceBench.java" "127.0.0.1:$port" \
+                "java-$idempotence-$round" "$PARTITIONS" "$JAVA_RECORDS" 1024 \
+                enable.idempotence=$idempotence ${JAVA_PROPS:-} 2>/dev/null \
+                | jq -c '{mode: ("java, idempotence=" + .idempotence), records_per_sec, mib_per_sec, latency_p99_ms: .latency_ms.p99}'
+        done
+    fi
 done
