@@ -132,6 +132,11 @@ pub struct PChannelOptions {
     /// when the active segment rolls (default 2; 0 deletes them). A reused file's blocks are
     /// already allocated and written, so syncs over them commit no block allocation.
     pub recycle_segments: usize,
+    /// Every time this many bytes have been appended, a background thread asks the kernel to
+    /// start writing them back (`sync_file_range`), so pages not yet synced never pile up into
+    /// a backlog that stalls the writer (default 4 MiB; 0 disables). A hint only: what is
+    /// durable still depends on `sync_policy` alone.
+    pub writeback_bytes: u64,
 }
 
 impl Default for PChannelOptions {
@@ -143,6 +148,7 @@ impl Default for PChannelOptions {
             compact_live_ratio: 0.25,
             verify_reads: true,
             recycle_segments: 2,
+            writeback_bytes: 4 << 20,
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn opts(segment_bytes: u64, sync_policy: SyncPolicy) -> PChannelOptions {
         compact_live_ratio: 0.25,
         verify_reads: true,
         recycle_segments: 2,
+        writeback_bytes: PChannelOptions::default().writeback_bytes,
     }
 }
 
