@@ -133,9 +133,10 @@ pub struct PChannelOptions {
     /// already allocated and written, so syncs over them commit no block allocation.
     pub recycle_segments: usize,
     /// Every time this many bytes have been appended, a background thread asks the kernel to
-    /// start writing them back (`sync_file_range`), so pages not yet synced never pile up into
-    /// a backlog that stalls the writer (default 4 MiB; 0 disables). A hint only: what is
-    /// durable still depends on `sync_policy` alone.
+    /// start writing them back (`sync_file_range`), so pages no sync has covered yet do not
+    /// pile up into a backlog that a later sync, segment roll or the kernel makes the writer
+    /// wait for. A hint only: what is durable still depends on `sync_policy` alone. 0 (the
+    /// default) disables it; the broker sets 4 MiB (`wal.writeback.bytes`).
     pub writeback_bytes: u64,
 }
 
@@ -148,7 +149,7 @@ impl Default for PChannelOptions {
             compact_live_ratio: 0.25,
             verify_reads: true,
             recycle_segments: 2,
-            writeback_bytes: 4 << 20,
+            writeback_bytes: 0,
         }
     }
 }
