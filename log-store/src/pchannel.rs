@@ -271,9 +271,8 @@ impl PChannel {
     pub fn close(&self) -> Result<(), LogError> {
         self.inner.closed.store(true, Ordering::SeqCst);
         // Flush before stopping the flusher, so its waiters see their positions durable.
-        let synced = self.inner.sync();
+        self.inner.sync()?;
         self.stop_threads();
-        synced?;
         self.inner.checkpoint()
     }
 

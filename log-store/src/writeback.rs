@@ -2,17 +2,19 @@
 //! segment pages the writer has finished with, every `PChannelOptions::writeback_bytes`.
 //!
 //! Why: when nothing syncs a pchannel for a while (the broker's `acks=1`), its pages stay dirty
-//! until the kernel's flusher takes them (30 s by default) or a checkpoint or a segment roll
-//! syncs the whole backlog on the writer's behalf, and a large backlog meets dirty throttling
-//! and long syncs. Starting writeback every few MiB keeps the backlog a few MiB deep.
+//! until the kernel's flusher takes them (after 30 s by default), so the next segment roll,
+//! checkpoint or caller of `sync` writes the whole backlog while the writer waits (0.6–0.9 s
+//! for a 256 MiB segment, docs/benchmarks.md "Early writeback"). Starting writeback every few
+//! MiB keeps the backlog a few MiB deep.
 //!
 //! Only a hint, never a promise: `sync_file_range(SYNC_FILE_RANGE_WRITE)` queues the dirty
 //! pages of a range for writing and returns without waiting. Nothing here moves the durable
 //! position or is reported to anyone; durability still comes only from the group commit in
 //! `sync.rs` (`msync(MS_SYNC)`), which waits for pages already under writeback like any other.
-//! It is crash-safe because it only writes data pages earlier than the kernel's own flusher
-//! would have: it commits no metadata (size, allocation) and flushes no device cache, so any
-//! disk state it can leave behind is one ordinary writeback could leave at any moment, and
+//! It is crash-safe because it writes file data early and nothing else: the same page writes
+//! the kernel's flusher would issue later, with whatever the filesystem does for any data
+//! writeback, but no inode or directory write, no fsync and no device cache flush. Any disk
+//! state it can leave after a crash is one ordinary writeback could leave at any moment, and
 //! recovery already cuts whatever a crash tears past the last sync (CRC and `seq` checks).
 //!
 //! The writer hands over only whole folios behind its write head (see [`FOLIO_MAX`]), so the
@@ -29,7 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::pchannel::Writer;
 use crate::segment::Segment;
 
-/// Largest folio the page cache builds (PMD size on x86-64 and arm64 with 4 KiB pages).
+/// Largest folio the page cache builds (the PMD size with 4 KiB pages: x86-64, arm64).
 /// Folios are naturally aligned, so a range ending at a multiple of this shares no folio with
 /// the bytes after it: writeback of the range never locks the folio the writer appends to.
 pub(crate) const FOLIO_MAX: u64 = 2 << 20;
