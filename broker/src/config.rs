@@ -115,6 +115,9 @@ pub struct Config {
     pub fsync_policy: FsyncPolicy,
     /// `wal.fsync.interval.ms`, used by [`FsyncPolicy::Interval`].
     pub fsync_interval: Duration,
+    /// `wal.writeback.bytes`: start the kernel's writeback of a pchannel's appended bytes
+    /// every this many bytes (a hint that changes nothing about durability); 0 disables it.
+    pub writeback_bytes: u64,
     /// `raft.listen`: the Raft transport listener.
     pub raft_listen: String,
     /// `controller.quorum.voters`: the Raft voters; empty means a single-voter group.
@@ -259,6 +262,11 @@ pub const KEYS: &[KeySpec] = &[
         doc: "flush interval under wal.fsync.policy=interval",
     },
     KeySpec {
+        name: "wal.writeback.bytes",
+        default: "4194304",
+        doc: "start writeback of unsynced WAL writes every this many bytes (a hint, not a sync); 0 disables",
+    },
+    KeySpec {
         name: "raft.listen",
         default: "127.0.0.1:9095",
         doc: "Raft transport listener",
@@ -365,6 +373,7 @@ impl Default for Config {
             pchannels: 0,
             fsync_policy: FsyncPolicy::Always,
             fsync_interval: Duration::ZERO,
+            writeback_bytes: 0,
             raft_listen: String::new(),
             voters: Vec::new(),
             log_format: LogFormat::Human,
@@ -474,6 +483,9 @@ impl Config {
             "wal.fsync.interval.ms" => {
                 let ms: u64 = parse_range(v, 1, 60_000).map_err(|e| invalid(&e))?;
                 self.fsync_interval = Duration::from_millis(ms);
+            }
+            "wal.writeback.bytes" => {
+                self.writeback_bytes = parse_range(v, 0, 1 << 40).map_err(|e| invalid(&e))?
             }
             "raft.listen" => {
                 v.parse::<SocketAddr>()
@@ -665,6 +677,7 @@ impl Config {
                     FsyncPolicy::Never => "never".into(),
                 },
                 "wal.fsync.interval.ms" => self.fsync_interval.as_millis().to_string(),
+                "wal.writeback.bytes" => self.writeback_bytes.to_string(),
                 "raft.listen" => self.raft_listen.clone(),
                 "controller.quorum.voters" => self
                     .voters
@@ -843,6 +856,7 @@ mod tests {
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.pchannels, 16);
         assert_eq!(c.fsync_policy, FsyncPolicy::Always);
+        assert_eq!(c.writeback_bytes, 4 << 20);
         assert!(c.voters.is_empty());
         assert_eq!(c.group_consumer_session_timeout, Duration::from_secs(45));
         assert_eq!(c.group_consumer_heartbeat_interval, Duration::from_secs(5));
@@ -887,6 +901,7 @@ mod tests {
             ("auto.create.topics.enable", "yes"),
             ("group.consumer.assignors", "sticky"),
             ("group.consumer.session.timeout.ms", "0"),
+            ("wal.writeback.bytes", "-1"),
         ] {
             let err = c.set(key, value, "flag").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
@@ -908,6 +923,7 @@ mod tests {
             [
                 ("SLUICE_LOG_DIRS".to_string(), "/env".to_string()),
                 ("SLUICE_WAL_FSYNC_POLICY".to_string(), "never".to_string()),
+                ("SLUICE_WAL_WRITEBACK_BYTES".to_string(), "0".to_string()),
                 ("HOME".to_string(), "/root".to_string()),
             ]
             .into_iter(),
@@ -915,6 +931,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/env"));
         assert_eq!(c.fsync_policy, FsyncPolicy::Never);
+        assert_eq!(c.writeback_bytes, 0);
     }
 
     #[test]

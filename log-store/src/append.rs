@@ -252,7 +252,8 @@ pub(crate) fn write_batch(
     res
 }
 
-/// Makes written records visible: index entries, segment end, written watermark.
+/// Makes written records visible: index entries, segment end, written watermark; then hands
+/// the folios now behind the write head to early writeback.
 pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     {
         let mut st = inner.state.write();
@@ -272,6 +273,9 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     w.active_records.extend_from_slice(records);
     // Under the writer lock, so a checkpoint never claims a position sync has not covered.
     inner.durability.set_written(w.end_position());
+    if let Some(wb) = &inner.writeback {
+        wb.after_write(w);
+    }
 }
 
 /// Seals the active segment (shrink and flush, index file) and starts a new one after it.
@@ -312,5 +316,6 @@ fn start_segment(inner: &Inner, w: &mut Writer, base: u64) -> Result<(), LogErro
     w.write_off = SEGMENT_HEADER_LEN;
     w.active_records.clear();
     w.zeroed_to = 0;
+    w.writeback_from = 0;
     Ok(())
 }

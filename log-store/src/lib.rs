@@ -21,6 +21,7 @@ mod segment;
 mod sync;
 mod truncate;
 mod types;
+mod writeback;
 
 pub use error::LogError;
 pub use pchannel::PChannel;

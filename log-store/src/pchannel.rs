@@ -21,6 +21,7 @@ use crate::recycle::Spare;
 use crate::segment::Segment;
 use crate::sync::{self, Durability};
 use crate::types::{PChannelOptions, Position, Retention, VChannelId, VChannelState};
+use crate::writeback::Writeback;
 
 /// A segment as seen by readers: its map and the position just after its last entry.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub(crate) struct Writer {
     pub compaction_floor: u64,
     /// Files kept by retention for reuse as segments (see `recycle.rs`).
     pub spares: Vec<Spare>,
+    /// File offset in `active` up to which written bytes were handed to early writeback
+    /// (see `writeback.rs`); a multiple of `writeback::FOLIO_MAX`.
+    pub writeback_from: u64,
 }
 
 impl Writer {
@@ -86,6 +90,8 @@ pub(crate) struct Inner {
     /// Position of the newest checkpoint written or loaded.
     pub ck_position: AtomicU64,
     pub closed: AtomicBool,
+    /// The early-writeback thread, unless `writeback_bytes` is 0.
+    pub writeback: Option<Writeback>,
 }
 
 /// A physical write-ahead log: a directory of mmap'ed segments holding many vchannels.
@@ -261,28 +267,31 @@ impl PChannel {
         self.inner.checkpoint()
     }
 
-    /// Flushes, writes a final checkpoint and stops the background thread. Appends fail after.
+    /// Flushes, writes a final checkpoint and stops the background threads. Appends fail after.
     pub fn close(&self) -> Result<(), LogError> {
         self.inner.closed.store(true, Ordering::SeqCst);
         // Flush before stopping the flusher, so its waiters see their positions durable.
         self.inner.sync()?;
-        self.stop_flusher();
+        self.stop_threads();
         self.inner.checkpoint()
     }
 
-    fn stop_flusher(&self) {
+    fn stop_threads(&self) {
         self.inner.durability.stop();
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
+        }
+        if let Some(wb) = &self.inner.writeback {
+            wb.stop();
         }
     }
 }
 
 impl Drop for PChannel {
-    /// Stops the flusher thread. Without `close`, the next open recovers from the last
+    /// Stops the background threads. Without `close`, the next open recovers from the last
     /// checkpoint as after a crash (the page cache still holds every appended byte).
     fn drop(&mut self) {
-        self.stop_flusher();
+        self.stop_threads();
     }
 }
 

@@ -21,6 +21,7 @@ use crate::segment::{
 };
 use crate::sync::Durability;
 use crate::types::{EntryFlags, PChannelOptions, Position, VChannelId};
+use crate::writeback::{FOLIO_MAX, Writeback};
 
 /// Bytes dropped by recovery at one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,9 +384,12 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         zeroed_to: 0,
         compaction_floor: ck.as_ref().map_or(0, |c| c.compaction_floor),
         spares,
+        // Recovery flushed the active segment up to its end.
+        writeback_from: write_off / FOLIO_MAX * FOLIO_MAX,
     };
     let inner = Inner {
         dir: dir.to_path_buf(),
+        writeback: Writeback::start(opts.writeback_bytes),
         opts,
         writer: Mutex::new(writer),
         state: RwLock::new(State {

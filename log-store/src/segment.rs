@@ -316,6 +316,34 @@ impl Segment {
         Ok(())
     }
 
+    /// Starts writeback of the dirty pages of file offsets `off..off + len` without waiting
+    /// for it: `sync_file_range(SYNC_FILE_RANGE_WRITE)`, a hint that makes nothing durable
+    /// (see `writeback.rs`). Never with a wait flag: waiting checks and advances the file's
+    /// writeback error cursor, which the map shares, so the next msync could miss an error.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn start_writeback(&self, off: u64, len: u64) -> std::io::Result<()> {
+        // SAFETY: plain syscall on an open descriptor; no memory is passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                off as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Elsewhere there is no such hint; the kernel's own writeback does the work.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn start_writeback(&self, _off: u64, _len: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+
     /// msync(MS_SYNC) of file offsets `off..off + len`.
     pub(crate) fn flush(&self, off: u64, len: u64) -> Result<(), LogError> {
         if len == 0 {

@@ -11,6 +11,7 @@ use crate::index::read_index_file;
 use crate::pchannel::PChannel;
 use crate::segment::{Segment, index_path, sync_dir};
 use crate::types::{EntryFlags, Position};
+use crate::writeback::FOLIO_MAX;
 
 impl PChannel {
     /// Removes every entry after the entry starting at `position` (which is kept) and returns
@@ -121,6 +122,8 @@ impl PChannel {
             w.next_seq = h.seq + 1;
             w.active_records = records;
             w.zeroed_to = 0;
+            // The checkpoint below syncs everything before the cut: nothing there to hint.
+            w.writeback_from = w.write_off / FOLIO_MAX * FOLIO_MAX;
             inner.durability.reset_to(cut);
             cut
         };

@@ -132,6 +132,12 @@ pub struct PChannelOptions {
     /// when the active segment rolls (default 2; 0 deletes them). A reused file's blocks are
     /// already allocated and written, so syncs over them commit no block allocation.
     pub recycle_segments: usize,
+    /// Every time this many bytes have been appended, a background thread asks the kernel to
+    /// start writing them back (`sync_file_range`), so pages no sync has covered yet do not
+    /// pile up into a backlog that a later sync, segment roll or the kernel makes the writer
+    /// wait for. A hint only: what is durable still depends on `sync_policy` alone. 0 (the
+    /// default) disables it; the broker sets 4 MiB (`wal.writeback.bytes`).
+    pub writeback_bytes: u64,
 }
 
 impl Default for PChannelOptions {
@@ -143,6 +149,7 @@ impl Default for PChannelOptions {
             compact_live_ratio: 0.25,
             verify_reads: true,
             recycle_segments: 2,
+            writeback_bytes: 0,
         }
     }
 }

@@ -47,6 +47,7 @@ impl StreamingNode {
             options: PChannelOptions {
                 segment_bytes: config.segment_bytes,
                 sync_policy,
+                writeback_bytes: config.writeback_bytes,
                 ..PChannelOptions::default()
             },
             fsync_policy: config.fsync_policy,

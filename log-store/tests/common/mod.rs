@@ -34,6 +34,8 @@ pub fn opts(segment_bytes: u64, sync_policy: SyncPolicy) -> PChannelOptions {
         compact_live_ratio: 0.25,
         verify_reads: true,
         recycle_segments: 2,
+        // Exercises the early-writeback thread everywhere (it only acts past 2 MiB).
+        writeback_bytes: 4 << 20,
     }
 }
 
