@@ -11,6 +11,7 @@ use slog::info;
 use sluice_protocol::ResponseError as E;
 use tokio::sync::oneshot;
 
+use super::heartbeat_hold;
 use super::state::{Group, GroupState, JoinOutcome, Member, SyncOutcome, code};
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` defaults.
@@ -217,6 +218,7 @@ impl Group {
                 join_waiter: None,
                 sync_waiter: None,
                 heartbeat_deadline: now,
+                held_heartbeat: None,
             });
         member.session_timeout = request.session_timeout;
         member.client_host.clone_from(&request.client_host);
@@ -252,6 +254,7 @@ impl Group {
     /// with `error_code`, so their clients look the coordinator up again.
     pub fn shut_down(&mut self, error_code: i16) {
         self.state = GroupState::Dead;
+        self.release_heartbeats(error_code, None);
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinOutcome::error(error_code, &m.member_id));
@@ -277,6 +280,9 @@ impl Group {
         }
         if let Some(w) = m.sync_waiter.take() {
             let _ = w.send(SyncOutcome::error(code(E::UnknownMemberId)));
+        }
+        if let Some(held) = m.held_heartbeat.take() {
+            heartbeat_hold::removed(held);
         }
         true
     }
@@ -455,6 +461,15 @@ impl Group {
         if self.pending.remove(&member_id).is_some() {
             self.maybe_complete_join(now);
             return 0;
+        }
+        // A held Heartbeat came before the LeaveGroup, when the member was fine: NONE, as Kafka
+        // would have answered it (the member closing must not reset its state over it).
+        if let Some(held) = self
+            .members
+            .get_mut(&member_id)
+            .and_then(|m| m.held_heartbeat.take())
+        {
+            held.answer(0);
         }
         if !self.remove_member(&member_id) {
             return code(E::UnknownMemberId);

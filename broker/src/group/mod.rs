@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod coordinator;
 pub mod expiration;
 pub mod group_type;
+pub mod heartbeat_hold;
 pub mod membership;
 pub mod offsets;
 pub mod rebalance;
