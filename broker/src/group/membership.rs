@@ -284,6 +284,7 @@ impl Group {
         if let Some(held) = m.held_heartbeat.take() {
             heartbeat_hold::removed(held);
         }
+        self.assignments_due.remove(member_id);
         true
     }
 
@@ -374,7 +375,14 @@ impl Group {
         };
         match self.state {
             GroupState::PreparingRebalance => {
-                let _ = tx.send(SyncOutcome::error(code(E::RebalanceInProgress)));
+                // A member that revokes partitions collects the assignment of the round that
+                // just completed, even though the next one started (see `cooperative.rs`).
+                let answer = if self.assignments_due.remove(member_id) {
+                    ok(self.members[member_id].assignment.clone())
+                } else {
+                    SyncOutcome::error(code(E::RebalanceInProgress))
+                };
+                let _ = tx.send(answer);
                 (rx, false)
             }
             GroupState::Stable => {
@@ -389,23 +397,36 @@ impl Group {
                 if self.leader.as_deref() != Some(member_id) {
                     return (rx, false);
                 }
+                // Members giving up partitions make a next round certain: only they get their
+                // assignment now, the others learn of the next round from their SyncGroup.
+                let revoking = self.revoking_members(&assignments);
                 let mut answers = Vec::new();
+                let mut due = Vec::new();
                 for m in self.members.values_mut() {
                     m.assignment = assignments
                         .iter()
                         .find(|(id, _)| *id == m.member_id)
                         .map(|(_, a)| a.clone())
                         .unwrap_or_default();
-                    if let Some(w) = m.sync_waiter.take() {
-                        answers.push((w, m.assignment.clone()));
+                    let revokes = revoking.as_ref().map(|r| r.contains(&m.member_id));
+                    match (m.sync_waiter.take(), revokes) {
+                        (Some(w), None | Some(true)) => answers.push((w, m.assignment.clone())),
+                        (Some(w), Some(false)) => m.sync_waiter = Some(w),
+                        (None, Some(true)) => due.push(m.member_id.clone()),
+                        (None, _) => {}
                     }
                 }
                 for (w, a) in answers {
                     let _ = w.send(ok(a));
                 }
-                self.state = GroupState::Stable;
-                info!(self.log, "group stable"; "generation" => self.generation,
-                    "members" => self.members.len());
+                match revoking {
+                    Some(revoking) => self.continue_rebalance(revoking.len(), due, now),
+                    None => {
+                        self.state = GroupState::Stable;
+                        info!(self.log, "group stable"; "generation" => self.generation,
+                            "members" => self.members.len());
+                    }
+                }
                 (rx, true)
             }
             GroupState::Empty | GroupState::Dead => {

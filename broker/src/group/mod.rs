@@ -5,6 +5,7 @@
 
 pub mod commit_queue;
 pub mod consumer;
+pub mod cooperative;
 pub mod coordinator;
 pub mod expiration;
 pub mod group_type;

@@ -65,6 +65,7 @@ impl Group {
         }
         self.rebalance_deadline = None;
         self.initial_delay_until = None;
+        self.assignments_due.clear();
         self.generation += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;

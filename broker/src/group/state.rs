@@ -1,7 +1,7 @@
 //! One classic group's state: its members, generation, selected protocol, leader, the
 //! committed-offset cache, and the answers waiting for a rebalance to complete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -171,6 +171,9 @@ pub struct Group {
     pub rebalance_deadline: Option<Instant>,
     /// The first rebalance of an empty group waits at least until then for more members.
     pub initial_delay_until: Option<Instant>,
+    /// Members that must revoke partitions after a round that started the next one at once and
+    /// have not collected their assignment yet (see `cooperative.rs`).
+    pub assignments_due: HashSet<String>,
     /// Numbers held heartbeats, so a hold that ends clears only itself.
     pub holds: u64,
     /// Committed offsets by (topic, partition).
@@ -200,6 +203,7 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
+            assignments_due: HashSet::new(),
             holds: 0,
             offsets: HashMap::new(),
             pending_txn_offsets: HashMap::new(),

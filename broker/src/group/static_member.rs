@@ -37,6 +37,7 @@ impl Group {
         if let Some(held) = member.held_heartbeat.take() {
             held.answer(code(E::FencedInstanceId));
         }
+        self.assignments_due.remove(&old_id);
         let protocols_changed = member.protocols != request.protocols;
         member.member_id = new_id.clone();
         self.members.insert(new_id.clone(), member);
