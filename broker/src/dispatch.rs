@@ -144,7 +144,11 @@ impl Default for Arrivals {
 impl Arrivals {
     /// A request arrived (before it is decoded, so requests refused later count too).
     pub fn arrived(&mut self) {
-        self.count.send_modify(|n| *n += 1);
+        // Only held requests wait for this, and their receivers are made on this same task
+        // (in `start`): without one, nothing needs waking.
+        if self.count.receiver_count() > 0 {
+            self.count.send_modify(|n| *n += 1);
+        }
     }
 
     fn next_request(&self) -> NextRequest {
