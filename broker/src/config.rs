@@ -131,6 +131,9 @@ pub struct Config {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members.
     pub group_initial_rebalance_delay: Duration,
+    /// `group.heartbeat.hold.max.ms`: the longest a classic member's Heartbeat to a Stable
+    /// group is held open so a rebalance reaches the member at once (0: answer at once).
+    pub group_heartbeat_hold_max: Duration,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: u32,
     /// `offsets.retention.minutes`: how long committed offsets of an empty group are kept.
@@ -297,6 +300,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "how long the first rebalance of an empty consumer group waits for more members",
     },
     KeySpec {
+        name: "group.heartbeat.hold.max.ms",
+        default: "5000",
+        doc: "longest a classic group member's Heartbeat is held open so it learns of a \
+              rebalance at once (at most a third of its session timeout; 0 answers at once)",
+    },
+    KeySpec {
         name: "offsets.topic.num.partitions",
         default: "50",
         doc: "partitions of __consumer_offsets, fixed when the broker first creates it",
@@ -380,6 +389,7 @@ impl Default for Config {
             log_level: slog::Level::Info,
             component_levels: Vec::new(),
             group_initial_rebalance_delay: Duration::ZERO,
+            group_heartbeat_hold_max: Duration::ZERO,
             offsets_topic_num_partitions: 0,
             offsets_retention: Duration::ZERO,
             offsets_retention_check_interval: Duration::ZERO,
@@ -517,6 +527,10 @@ impl Config {
             "group.initial.rebalance.delay.ms" => {
                 let ms: u64 = parse_range(v, 0, 3_600_000).map_err(|e| invalid(&e))?;
                 self.group_initial_rebalance_delay = Duration::from_millis(ms);
+            }
+            "group.heartbeat.hold.max.ms" => {
+                let ms: u64 = parse_range(v, 0, 600_000).map_err(|e| invalid(&e))?;
+                self.group_heartbeat_hold_max = Duration::from_millis(ms);
             }
             "offsets.retention.minutes" => {
                 let minutes: u64 = parse_range(v, 1, 1 << 32).map_err(|e| invalid(&e))?;
@@ -699,6 +713,9 @@ impl Config {
                 "group.initial.rebalance.delay.ms" => {
                     self.group_initial_rebalance_delay.as_millis().to_string()
                 }
+                "group.heartbeat.hold.max.ms" => {
+                    self.group_heartbeat_hold_max.as_millis().to_string()
+                }
                 "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
                 "offsets.retention.minutes" => (self.offsets_retention.as_secs() / 60).to_string(),
                 "offsets.retention.check.interval.ms" => self
@@ -860,6 +877,7 @@ mod tests {
         assert!(c.voters.is_empty());
         assert_eq!(c.group_consumer_session_timeout, Duration::from_secs(45));
         assert_eq!(c.group_consumer_heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.group_heartbeat_hold_max, Duration::from_secs(5));
         assert_eq!(c.group_consumer_assignors, Assignor::ALL.to_vec());
     }
 
@@ -902,6 +920,7 @@ mod tests {
             ("group.consumer.assignors", "sticky"),
             ("group.consumer.session.timeout.ms", "0"),
             ("wal.writeback.bytes", "-1"),
+            ("group.heartbeat.hold.max.ms", "-1"),
         ] {
             let err = c.set(key, value, "flag").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");

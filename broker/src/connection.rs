@@ -55,6 +55,7 @@ pub async fn serve(
                     break 'read;
                 }
             };
+            arrivals.arrived();
             let arrived = Instant::now();
             let (header, request) = match decode_request(frame, &broker.versions) {
                 Ok(decoded) => decoded,
@@ -121,7 +122,9 @@ pub async fn serve(
             }
         }
     }
-    // Let the writer finish the responses already queued, then close.
+    // Let the writer finish the responses already queued, then close. Requests held until the
+    // next one (Heartbeats) are answered once `arrivals` is gone.
+    drop(arrivals);
     drop(slots_tx);
     let _ = writer_task.await;
 }

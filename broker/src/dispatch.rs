@@ -9,8 +9,8 @@ use slog::{Logger, error};
 use sluice_protocol::response::encode_response_to;
 use sluice_protocol::{Request, RequestHeader, encode_response, encode_response_spliced};
 
-use kafka_protocol::messages::OffsetCommitRequest;
-use tokio::sync::oneshot;
+use kafka_protocol::messages::{HeartbeatRequest, OffsetCommitRequest};
+use tokio::sync::{oneshot, watch};
 
 use crate::broker::Broker;
 use crate::group::commit_queue::CommitTurn;
@@ -118,15 +118,55 @@ pub enum Started {
     Produce(handler::produce::PendingProduce),
     /// An OffsetCommit with its place among the connection's commits.
     OffsetCommit(OffsetCommitRequest, CommitTurn),
+    /// A Heartbeat, which may be held until the connection's next request.
+    Heartbeat(HeartbeatRequest, NextRequest),
     /// Any other request, not started yet.
     Other(Request),
 }
 
 /// What the in-order part of one connection's requests carries from a request to the next.
-#[derive(Default)]
 pub struct Arrivals {
     /// Completes when the connection's latest OffsetCommit joined its group's commit queue.
     last_commit: Option<oneshot::Receiver<()>>,
+    /// Counts the connection's requests; dropped when the connection stops reading.
+    count: watch::Sender<u64>,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Arrivals {
+            last_commit: None,
+            count: watch::channel(0).0,
+        }
+    }
+}
+
+impl Arrivals {
+    /// A request arrived (before it is decoded, so requests refused later count too).
+    pub fn arrived(&mut self) {
+        // Only held requests wait for this, and their receivers are made on this same task
+        // (in `start`): without one, nothing needs waking.
+        if self.count.receiver_count() > 0 {
+            self.count.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn next_request(&self) -> NextRequest {
+        NextRequest(self.count.subscribe())
+    }
+}
+
+/// Completes when the connection receives a request after this one, or stops reading (the
+/// client closed it, a framing error, broker shutdown): a request held open (a Heartbeat, see
+/// `group/heartbeat_hold.rs`) must then be answered, since the responses behind it wait for it.
+pub struct NextRequest(watch::Receiver<u64>);
+
+impl NextRequest {
+    /// Waits for the next request.
+    pub async fn arrived(mut self) {
+        // An error means the connection stopped reading: nothing will follow.
+        let _ = self.0.changed().await;
+    }
 }
 
 /// The in-order part of a request, run on the connection's reader before the next request is
@@ -144,6 +184,7 @@ pub fn start(
         Request::OffsetCommit(r) => {
             Started::OffsetCommit(r, CommitTurn::after(&mut arrivals.last_commit))
         }
+        Request::Heartbeat(r) => Started::Heartbeat(r, arrivals.next_request()),
         other => Started::Other(other),
     }
 }
@@ -157,7 +198,7 @@ pub async fn dispatch(
     log: &Logger,
 ) -> Reply {
     let mut buf = BytesMut::new();
-    let (request, commit_turn) = match started {
+    let (request, commit_turn, next_request) = match started {
         Started::Produce(pending) => {
             return match pending.finish(broker).await {
                 Ok(Some(body)) => {
@@ -169,8 +210,9 @@ pub async fn dispatch(
                 Err(()) => Reply::Close,
             };
         }
-        Started::OffsetCommit(r, turn) => (Request::OffsetCommit(r), turn),
-        Started::Other(request) => (request, CommitTurn::default()),
+        Started::OffsetCommit(r, turn) => (Request::OffsetCommit(r), turn, None),
+        Started::Heartbeat(r, next) => (Request::Heartbeat(r), CommitTurn::default(), Some(next)),
+        Started::Other(request) => (request, CommitTurn::default(), None),
     };
     let encoded = match request {
         Request::ApiVersions(r) => {
@@ -276,7 +318,7 @@ pub async fn dispatch(
         Request::Heartbeat(r) => encode(
             &mut buf,
             header,
-            &handler::heartbeat::handle(broker, header, r).await,
+            &handler::heartbeat::handle(broker, header, r, next_request).await,
         ),
         Request::LeaveGroup(r) => encode(
             &mut buf,
@@ -410,5 +452,25 @@ mod tests {
             assert_ne!(api_name(*key), "other", "{key:?} has no metric name");
         }
         assert_eq!(table.entries().len(), HANDLED_APIS.len());
+    }
+
+    #[tokio::test]
+    async fn a_held_request_is_released_by_the_next_arrival_or_the_end_of_the_connection() {
+        use std::time::Duration;
+        let mut arrivals = Arrivals::default();
+        arrivals.arrived();
+        let first = arrivals.next_request().arrived();
+        tokio::pin!(first);
+        let wait = Duration::from_millis(20);
+        assert!(
+            tokio::time::timeout(wait, &mut first).await.is_err(),
+            "no request after it yet"
+        );
+        arrivals.arrived();
+        assert!(tokio::time::timeout(wait, first).await.is_ok());
+
+        let last = arrivals.next_request().arrived();
+        drop(arrivals);
+        assert!(tokio::time::timeout(wait, last).await.is_ok());
     }
 }

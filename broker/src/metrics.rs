@@ -47,6 +47,8 @@ pub struct Metrics {
     pub bytes_out: IntCounterVec,
     /// Incremental fetch sessions open (KIP-227).
     pub fetch_sessions: IntGauge,
+    /// Classic-group Heartbeats held open (see `group/heartbeat_hold.rs`).
+    pub heartbeats_held: IntGauge,
     /// Fetch requests by kind: `full` (no session), `session_full` (opens a session),
     /// `incremental`.
     pub fetch_requests: IntCounterVec,
@@ -157,6 +159,12 @@ impl Metrics {
             "Incremental fetch sessions open",
         )
         .expect("valid metric");
+        let heartbeats_held = IntGauge::new(
+            "sluice_group_heartbeats_held",
+            "Consumer-group Heartbeats held open until the group rebalances or the member sends \
+             its next request",
+        )
+        .expect("valid metric");
         let raft_term = IntGauge::new(
             "sluice_raft_term",
             "Current term of the metadata Raft group",
@@ -263,6 +271,7 @@ impl Metrics {
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
             Box::new(fetch_sessions.clone()),
+            Box::new(heartbeats_held.clone()),
             Box::new(raft_term.clone()),
             Box::new(raft_leader.clone()),
             Box::new(raft_applied_index.clone()),
@@ -306,6 +315,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             fetch_sessions,
+            heartbeats_held,
             fetch_requests,
             fetch_reads,
             fetch_read_bytes,

@@ -106,13 +106,29 @@ pub enum BoundsError {
 /// decoder stops too (the fuzz target asserts that they agree).
 pub fn check(api_key: ApiKey, api_version: i16, body: &[u8]) -> Result<usize, BoundsError> {
     let message = bounds_schema::message(api_key as i16).ok_or(BoundsError::NoSchema(api_key))?;
+    check_fields(
+        message.fields,
+        api_version,
+        api_version >= message.flexible_from,
+        body,
+    )
+}
+
+/// [`check`] for a message given by its fields: the consumer protocol's embedded messages, which
+/// are not requests of their own.
+pub(crate) fn check_fields(
+    fields: &'static [Field],
+    version: i16,
+    flexible: bool,
+    body: &[u8],
+) -> Result<usize, BoundsError> {
     let mut walk = Walk {
         r: Reader::new(body),
-        version: api_version,
-        flexible: api_version >= message.flexible_from,
+        version,
+        flexible,
         elements: 0,
     };
-    walk.fields(message.fields)?;
+    walk.fields(fields)?;
     Ok(walk.r.position())
 }
 

@@ -36,6 +36,7 @@
 pub mod batch;
 pub mod bounds;
 mod bounds_schema;
+pub mod consumer_protocol;
 pub mod control;
 pub mod decompress;
 pub mod errors;

@@ -461,3 +461,156 @@ def test_kafka_python_and_librdkafka_share_a_group(broker_factory):
     assert rd.committed([TopicPartition(*tp)], timeout=10)[0].offset == 9
     py.close()
     rd.close()
+
+
+def held_heartbeats(broker):
+    """The broker's count of Heartbeats it holds open (sluice_group_heartbeats_held)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("sluice_group_heartbeats_held "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no sluice_group_heartbeats_held metric")
+
+
+def await_held(broker, count, timeout=30):
+    deadline = time.time() + timeout
+    while held_heartbeats(broker) != count:
+        assert time.time() < deadline, f"never {count} heartbeats held (now {held_heartbeats(broker)})"
+        time.sleep(0.02)
+
+
+def test_java_cooperative_join_settles_well_under_a_heartbeat_interval(broker_factory):
+    # Java client defaults: heartbeat.interval.ms 3000. A cooperative rebalance takes two rounds;
+    # members learn of the first from their held Heartbeat and of the second from their
+    # SyncGroup, so neither waits for a heartbeat interval.
+    broker = broker_factory(FAST)
+    topic, group = f"t-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    metrics = f"http://127.0.0.1:{broker.metrics_port}/metrics"
+    out = run_java("GroupRebalanceLatency.java", broker.bootstrap, metrics, topic, group, 6, 30, timeout=240)
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert float(lines["settle_ms"]) < 2500, lines
+    assert int(lines["joiner_partitions"]) in (4, 5), lines
+    assert lines["double_owned"] == "0", lines
+    # A held Heartbeat never delays the requests sent after it on its connection: without the
+    # release, commitSync would wait for the hold's 5 s cap.
+    assert float(lines["commit_ms"]) < 1000, lines
+    assert float(lines["close_ms"]) < 1500, lines
+    continued = broker.wait_for_log(
+        lambda r: r.get("msg") == "rebalance continues at once: members revoke partitions" and r.get("group") == group
+    )
+    assert continued
+
+
+class Owners:
+    """Which member owns each partition, as the members' rebalance callbacks tell it, and how
+    often a member was given a partition another one had not given up."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+        self.by_partition = {}
+        self.double_owned = 0
+
+    def change(self, member, partitions, add):
+        with self.lock:
+            for p in partitions:
+                if not add:
+                    if self.by_partition.get(p) is member:
+                        del self.by_partition[p]
+                elif self.by_partition.setdefault(p, member) is not member:
+                    self.double_owned += 1
+
+
+class RdMember:
+    """A librdkafka consumer polled on its own thread, recording what it owns and when (also in
+    `owners`, shared by the members of a test)."""
+
+    def __init__(self, bootstrap, group, topic, owners, **extra):
+        import threading
+
+        self.config = {"bootstrap.servers": bootstrap, "group.id": group,
+                       "partition.assignment.strategy": "cooperative-sticky", **extra}
+        self.topic = topic
+        self.owners = owners
+        self.owned = frozenset()
+        self.changed_at = 0.0
+        self.subscribed_at = None
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def change(self, partitions, add):
+        parts = {tp.partition for tp in partitions}
+        self.owners.change(self, parts, add)
+        owned = self.owned | parts if add else self.owned - parts
+        if owned != self.owned:
+            self.owned, self.changed_at = frozenset(owned), time.monotonic()
+
+    def run(self):
+        try:
+            c = Consumer(self.config)
+            self.subscribed_at = time.monotonic()
+            c.subscribe([self.topic], on_assign=lambda _, p: self.change(p, True),
+                        on_revoke=lambda _, p: self.change(p, False),
+                        on_lost=lambda _, p: self.change(p, False))
+            while not self.stop.is_set():
+                c.poll(0.02)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+def settled_at(members, partitions):
+    """When the members' partitions last changed if they are settled (disjoint, complete,
+    counts within one, none empty), else None."""
+    for m in members:
+        assert m.error is None, m.error
+    sets = [m.owned for m in members]
+    sizes = [len(s) for s in sets]
+    union = set().union(*sets)
+    if sum(sizes) == partitions and len(union) == partitions and min(sizes) > 0 and max(sizes) - min(sizes) <= 1:
+        return max(m.changed_at for m in members)
+    return None
+
+
+def await_settled(members, partitions, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at = settled_at(members, partitions)
+        if at is not None:
+            return at
+        time.sleep(0.001)
+    raise AssertionError("not settled: %s" % [sorted(m.owned) for m in members])
+
+
+def test_librdkafka_cooperative_join_settles_well_under_a_heartbeat_interval(broker_factory):
+    # librdkafka defaults (heartbeat.interval.ms 3000). It sends no Heartbeat while one is in
+    # flight, so its held Heartbeats last until the hold's cap. It joins at most once a second
+    # and checks on its 1 s main-loop tick, so the members told in SyncGroup that the second
+    # round started rejoin 1-2 s after the first: ~2 s in all, against ~3 s without.
+    broker = broker_factory(FAST)
+    topic, group = f"t-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 20)
+    owners = Owners()
+    members = [RdMember(broker.bootstrap, group, topic, owners) for _ in range(5)]
+    try:
+        for m in members:
+            m.thread.start()
+        await_settled(members, 20)
+        await_held(broker, len(members))
+        joiner = RdMember(broker.bootstrap, group, topic, owners)
+        members.append(joiner)
+        joiner.thread.start()
+        settle = await_settled(members, 20) - joiner.subscribed_at
+        print(f"settle_s={settle:.3f}")
+        assert settle < 2.5, [sorted(m.owned) for m in members]
+        assert len(joiner.owned) in (3, 4)
+        assert owners.double_owned == 0
+    finally:
+        for m in members:
+            m.stop.set()
+        for m in members:
+            m.thread.join(30)

@@ -11,6 +11,7 @@ use slog::info;
 use sluice_protocol::ResponseError as E;
 use tokio::sync::oneshot;
 
+use super::heartbeat_hold;
 use super::state::{Group, GroupState, JoinOutcome, Member, SyncOutcome, code};
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` defaults.
@@ -217,6 +218,7 @@ impl Group {
                 join_waiter: None,
                 sync_waiter: None,
                 heartbeat_deadline: now,
+                held_heartbeat: None,
             });
         member.session_timeout = request.session_timeout;
         member.client_host.clone_from(&request.client_host);
@@ -252,6 +254,7 @@ impl Group {
     /// with `error_code`, so their clients look the coordinator up again.
     pub fn shut_down(&mut self, error_code: i16) {
         self.state = GroupState::Dead;
+        self.release_heartbeats(error_code, None);
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinOutcome::error(error_code, &m.member_id));
@@ -278,6 +281,10 @@ impl Group {
         if let Some(w) = m.sync_waiter.take() {
             let _ = w.send(SyncOutcome::error(code(E::UnknownMemberId)));
         }
+        if let Some(held) = m.held_heartbeat.take() {
+            heartbeat_hold::removed(held);
+        }
+        self.assignments_due.remove(member_id);
         true
     }
 
@@ -368,7 +375,14 @@ impl Group {
         };
         match self.state {
             GroupState::PreparingRebalance => {
-                let _ = tx.send(SyncOutcome::error(code(E::RebalanceInProgress)));
+                // A member that revokes partitions collects the assignment of the round that
+                // just completed, even though the next one started (see `cooperative.rs`).
+                let answer = if self.assignments_due.remove(member_id) {
+                    ok(self.members[member_id].assignment.clone())
+                } else {
+                    SyncOutcome::error(code(E::RebalanceInProgress))
+                };
+                let _ = tx.send(answer);
                 (rx, false)
             }
             GroupState::Stable => {
@@ -383,23 +397,36 @@ impl Group {
                 if self.leader.as_deref() != Some(member_id) {
                     return (rx, false);
                 }
+                // Members giving up partitions make a next round certain: only they get their
+                // assignment now, the others learn of the next round from their SyncGroup.
+                let revoking = self.revoking_members(&assignments);
                 let mut answers = Vec::new();
+                let mut due = Vec::new();
                 for m in self.members.values_mut() {
                     m.assignment = assignments
                         .iter()
                         .find(|(id, _)| *id == m.member_id)
                         .map(|(_, a)| a.clone())
                         .unwrap_or_default();
-                    if let Some(w) = m.sync_waiter.take() {
-                        answers.push((w, m.assignment.clone()));
+                    let revokes = revoking.as_ref().map(|r| r.contains(&m.member_id));
+                    match (m.sync_waiter.take(), revokes) {
+                        (Some(w), None | Some(true)) => answers.push((w, m.assignment.clone())),
+                        (Some(w), Some(false)) => m.sync_waiter = Some(w),
+                        (None, Some(true)) => due.push(m.member_id.clone()),
+                        (None, _) => {}
                     }
                 }
                 for (w, a) in answers {
                     let _ = w.send(ok(a));
                 }
-                self.state = GroupState::Stable;
-                info!(self.log, "group stable"; "generation" => self.generation,
-                    "members" => self.members.len());
+                match revoking {
+                    Some(revoking) => self.continue_rebalance(revoking.len(), due, now),
+                    None => {
+                        self.state = GroupState::Stable;
+                        info!(self.log, "group stable"; "generation" => self.generation,
+                            "members" => self.members.len());
+                    }
+                }
                 (rx, true)
             }
             GroupState::Empty | GroupState::Dead => {
@@ -455,6 +482,15 @@ impl Group {
         if self.pending.remove(&member_id).is_some() {
             self.maybe_complete_join(now);
             return 0;
+        }
+        // A held Heartbeat came before the LeaveGroup, when the member was fine: NONE, as Kafka
+        // would have answered it (the member closing must not reset its state over it).
+        if let Some(held) = self
+            .members
+            .get_mut(&member_id)
+            .and_then(|m| m.held_heartbeat.take())
+        {
+            held.answer(0);
         }
         if !self.remove_member(&member_id) {
             return code(E::UnknownMemberId);

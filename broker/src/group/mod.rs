@@ -5,9 +5,11 @@
 
 pub mod commit_queue;
 pub mod consumer;
+pub mod cooperative;
 pub mod coordinator;
 pub mod expiration;
 pub mod group_type;
+pub mod heartbeat_hold;
 pub mod membership;
 pub mod offsets;
 pub mod rebalance;

@@ -12,9 +12,10 @@ use sluice_protocol::ResponseError as E;
 use super::state::{Group, GroupState, JoinOutcome, SyncOutcome, code};
 
 impl Group {
-    /// Starts a rebalance: members must rejoin (they learn it from Heartbeat) before the
-    /// rebalance timeout.
+    /// Starts a rebalance: members must rejoin (they learn it from Heartbeat, held ones at
+    /// once) before the rebalance timeout.
     pub fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration, reason: &str) {
+        self.release_heartbeats(code(E::RebalanceInProgress), Some(now));
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 if let Some(w) = m.sync_waiter.take() {
@@ -64,6 +65,7 @@ impl Group {
         }
         self.rebalance_deadline = None;
         self.initial_delay_until = None;
+        self.assignments_due.clear();
         self.generation += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;

@@ -1,7 +1,7 @@
 //! One classic group's state: its members, generation, selected protocol, leader, the
 //! committed-offset cache, and the answers waiting for a rebalance to complete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use sluice_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use super::consumer::ConsumerGroup;
+use super::heartbeat_hold::HeldHeartbeat;
 use super::offsets::OffsetEntry;
 
 /// The classic group states (Kafka's `ClassicGroupState`).
@@ -123,6 +124,8 @@ pub struct Member {
     pub sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
     /// When the member expires unless it heartbeats (or joins) again.
     pub heartbeat_deadline: Instant,
+    /// The member's Heartbeat held open while the group is Stable (see `heartbeat_hold.rs`).
+    pub held_heartbeat: Option<HeldHeartbeat>,
 }
 
 impl Member {
@@ -168,6 +171,11 @@ pub struct Group {
     pub rebalance_deadline: Option<Instant>,
     /// The first rebalance of an empty group waits at least until then for more members.
     pub initial_delay_until: Option<Instant>,
+    /// Members that must revoke partitions after a round that started the next one at once and
+    /// have not collected their assignment yet (see `cooperative.rs`).
+    pub assignments_due: HashSet<String>,
+    /// Numbers held heartbeats, so a hold that ends clears only itself.
+    pub holds: u64,
     /// Committed offsets by (topic, partition).
     pub offsets: HashMap<(String, i32), OffsetEntry>,
     /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id; they move
@@ -195,6 +203,8 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay_until: None,
+            assignments_due: HashSet::new(),
+            holds: 0,
             offsets: HashMap::new(),
             pending_txn_offsets: HashMap::new(),
             consumer: None,
@@ -351,6 +361,7 @@ mod tests {
             join_waiter: None,
             sync_waiter: None,
             heartbeat_deadline: Instant::now(),
+            held_heartbeat: None,
         }
     }
 

@@ -34,6 +34,10 @@ impl Group {
         if let Some(w) = member.sync_waiter.take() {
             let _ = w.send(SyncOutcome::error(code(E::FencedInstanceId)));
         }
+        if let Some(held) = member.held_heartbeat.take() {
+            held.answer(code(E::FencedInstanceId));
+        }
+        self.assignments_due.remove(&old_id);
         let protocols_changed = member.protocols != request.protocols;
         member.member_id = new_id.clone();
         self.members.insert(new_id.clone(), member);
