@@ -266,7 +266,7 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         name: "wal.writeback.bytes",
-        default: "4194304",
+        default: "33554432",
         doc: "start writeback of unsynced WAL writes every this many bytes (a hint, not a sync); 0 disables",
     },
     KeySpec {
@@ -873,7 +873,7 @@ mod tests {
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.pchannels, 16);
         assert_eq!(c.fsync_policy, FsyncPolicy::Always);
-        assert_eq!(c.writeback_bytes, 4 << 20);
+        assert_eq!(c.writeback_bytes, 32 << 20);
         assert!(c.voters.is_empty());
         assert_eq!(c.group_consumer_session_timeout, Duration::from_secs(45));
         assert_eq!(c.group_consumer_heartbeat_interval, Duration::from_secs(5));

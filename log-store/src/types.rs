@@ -136,7 +136,7 @@ pub struct PChannelOptions {
     /// start writing them back (`sync_file_range`), so pages no sync has covered yet do not
     /// pile up into a backlog that a later sync, segment roll or the kernel makes the writer
     /// wait for. A hint only: what is durable still depends on `sync_policy` alone. 0 (the
-    /// default) disables it; the broker sets 4 MiB (`wal.writeback.bytes`).
+    /// default) disables it; the broker sets 32 MiB (`wal.writeback.bytes`).
     pub writeback_bytes: u64,
 }
 
