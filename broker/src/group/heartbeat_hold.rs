@@ -170,6 +170,7 @@ pub(super) fn removed(held: HeldHeartbeat) {
 mod tests {
     use super::*;
     use crate::group::membership::JoinRequest;
+    use crate::group::state::JoinOutcome;
     use bytes::Bytes;
     use std::sync::Arc;
     use tokio::sync::Notify;
@@ -210,6 +211,19 @@ mod tests {
             .unwrap();
         assert_eq!(g.state, GroupState::Stable);
         (Arc::new(Mutex::new(g)), id)
+    }
+
+    /// A second member joins (its JoinGroup is pending): the group prepares a rebalance.
+    fn second_member_joins(group: &Mutex<Group>) -> oneshot::Receiver<JoinOutcome> {
+        let b = group
+            .lock()
+            .join(request(""), Instant::now(), Duration::ZERO)
+            .try_recv()
+            .unwrap()
+            .member_id;
+        group
+            .lock()
+            .join(request(&b), Instant::now(), Duration::ZERO)
     }
 
     /// Sends a Heartbeat as the handler does: answered at once or held until `next` fires.
@@ -253,15 +267,7 @@ mod tests {
         assert!(!held.is_finished(), "held while the group is Stable");
         let started = tokio::time::Instant::now();
         // A second member joins: the group prepares a rebalance.
-        let b = group
-            .lock()
-            .join(request(""), Instant::now(), Duration::ZERO)
-            .try_recv()
-            .unwrap()
-            .member_id;
-        let _pending = group
-            .lock()
-            .join(request(&b), Instant::now(), Duration::ZERO);
+        let _pending = second_member_joins(&group);
         assert_eq!(held.await.unwrap(), (code(E::RebalanceInProgress), true));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
@@ -365,15 +371,7 @@ mod tests {
         assert_eq!(answered.await.unwrap(), (0, false));
         group.lock().members.get_mut(&a).unwrap().group_instance_id = None;
 
-        let b = group
-            .lock()
-            .join(request(""), Instant::now(), Duration::ZERO)
-            .try_recv()
-            .unwrap()
-            .member_id;
-        let _pending = group
-            .lock()
-            .join(request(&b), Instant::now(), Duration::ZERO);
+        let _pending = second_member_joins(&group);
         let answered = heartbeat(&group, &a, MAX, Arc::new(Notify::new()));
         assert_eq!(
             answered.await.unwrap(),
