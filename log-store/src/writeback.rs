@@ -4,8 +4,8 @@
 //! Why: when nothing syncs a pchannel for a while (the broker's `acks=1`), its pages stay dirty
 //! until the kernel's flusher takes them (after 30 s by default), so the next segment roll,
 //! checkpoint or caller of `sync` writes the whole backlog while the writer waits (0.6–0.9 s
-//! for a 256 MiB segment, docs/benchmarks.md "Early writeback"). Starting writeback every few
-//! MiB keeps the backlog a few MiB deep.
+//! for a 256 MiB segment, docs/benchmarks.md "Early writeback"). Starting writeback every
+//! `writeback_bytes` keeps the backlog at most that deep (plus one folio).
 //!
 //! Only a hint, never a promise: `sync_file_range(SYNC_FILE_RANGE_WRITE)` queues the dirty
 //! pages of a range for writing and returns without waiting. Nothing here moves the durable
