@@ -64,3 +64,21 @@ pub fn read_all(wal: &Wal, vchannel: u64, mut each: impl FnMut(ReadEntry)) -> Re
     }
     Ok(())
 }
+
+/// Decodes one stored batch of an internal topic with `decode`; a batch that does not decode is
+/// logged and skipped (`None`), so one damaged batch does not stop a coordinator from loading.
+pub fn decode_or_skip<T, E: std::fmt::Display>(
+    log: &slog::Logger,
+    partition: i32,
+    entry: &ReadEntry,
+    decode: impl FnOnce(&bytes::Bytes) -> Result<T, E>,
+) -> Option<T> {
+    match decode(&entry.payload) {
+        Ok(decoded) => Some(decoded),
+        Err(e) => {
+            slog::warn!(log, "skipping undecodable batch"; "partition" => partition,
+                "offset" => entry.first_offset, "error" => %e);
+            None
+        }
+    }
+}

@@ -20,7 +20,7 @@ use super::offsets::{self, GroupMetadataValue, OffsetsRecord};
 use super::state::{Group, GroupState};
 use super::{GroupError, OFFSETS_TOPIC};
 use crate::broker::Broker;
-use crate::internal_topic::{owner_of, read_all, served_here};
+use crate::internal_topic::{decode_or_skip, owner_of, read_all, served_here};
 use crate::streaming::Wal;
 use crate::streaming::interceptor::AppendError;
 use crate::streaming::wal::{Acks, AppendRequest, Appended, Origin, now_ms};
@@ -227,13 +227,10 @@ impl GroupCoordinator {
                 }
                 return;
             }
-            let decoded = match offsets::decode_batch(&entry.payload) {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
-                        "offset" => entry.first_offset, "error" => %e);
-                    return;
-                }
+            let Some(decoded) =
+                decode_or_skip(&self.log, home.partition, &entry, offsets::decode_batch)
+            else {
+                return;
             };
             for record in decoded {
                 records += 1;

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::log::{TxnRecord, decode_batch, encode_batches};
 use super::{TXN_TOPIC, TxnMetadata, TxnStatus, markers};
 use crate::broker::{Broker, metadata_error_code};
-use crate::internal_topic::{owner_of, read_all, served_here};
+use crate::internal_topic::{decode_or_skip, owner_of, read_all, served_here};
 use crate::streaming::Wal;
 use crate::streaming::wal::{Acks, AppendRequest, Origin, now_ms};
 
@@ -155,13 +155,9 @@ impl TransactionCoordinator {
         let mut latest: BTreeMap<String, TxnMetadata> = BTreeMap::new();
         let mut records = 0u64;
         read_all(&home.wal, home.vchannel, |entry| {
-            let decoded = match decode_batch(&entry.payload) {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!(self.log, "skipping undecodable batch"; "partition" => home.partition,
-                        "offset" => entry.first_offset, "error" => %e);
-                    return;
-                }
+            let Some(decoded) = decode_or_skip(&self.log, home.partition, &entry, decode_batch)
+            else {
+                return;
             };
             for record in decoded {
                 records += 1;
