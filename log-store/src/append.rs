@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 
 use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
-use crate::index::{IdxRecord, write_index_file_unsynced_name};
+use crate::index::IdxRecord;
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
 use crate::recycle;
+use crate::seal::SealJob;
 use crate::segment::{END_MARK_LEN, PAGE, SEGMENT_HEADER_LEN, Segment};
 use crate::types::{AppendOutcome, EntryFlags, EntryRef, Position, SyncPolicy, VChannelId};
 
@@ -278,18 +279,22 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     }
 }
 
-/// Seals the active segment (shrink and flush, index file) and starts a new one after it.
-///
-/// Each fsync costs a device cache flush, so a roll does as few as it can: one fsync of the
-/// shrunk segment makes its entries and its length durable (the index file, which vouches
-/// for them, comes after), and the directory fsync of the new segment also covers the index
-/// file's name.
+/// Starts a new segment after the active one and hands the old one to the sealing thread
+/// (shrink, fsync, index file: `seal.rs`), so the writer never waits for its write-back.
 pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     let used = w.write_off;
     let old = Arc::clone(w.active.as_ref().expect("roll needs an active segment"));
-    old.shrink_to(used)?;
-    write_index_file_unsynced_name(&inner.dir, old.base, used, &w.active_records)?;
-    start_segment(inner, w, old.base + used)
+    let records = std::mem::take(&mut w.active_records);
+    if let Err(e) = start_segment(inner, w, old.base + used) {
+        w.active_records = records;
+        return Err(e);
+    }
+    inner.sealer.submit(SealJob {
+        seg: old,
+        used,
+        records,
+    });
+    Ok(())
 }
 
 /// Starts the segment with base `base` (a recycled spare if one is usable, else a new file)

@@ -88,6 +88,10 @@ pub enum LogError {
     /// The pchannel was closed.
     #[error("pchannel is closed")]
     Closed,
+    /// An earlier write-back of the pchannel failed (sealing a rolled segment); nothing is
+    /// made durable after it, since the kernel may have dropped the pages it could not write.
+    #[error("pchannel write-back failed earlier: {0}")]
+    WriteBackFailed(String),
 }
 
 impl LogError {

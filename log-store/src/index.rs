@@ -69,22 +69,9 @@ impl IdxRecord {
     }
 }
 
-/// Writes the index file of a sealed segment (`used` = file length of its data), durably.
+/// Writes the index file of a sealed segment (`used` = file length of its data), durably:
+/// the file's bytes, then its name (a directory fsync).
 pub(crate) fn write_index_file(
-    dir: &Path,
-    base: u64,
-    used: u64,
-    records: &[IdxRecord],
-) -> Result<(), LogError> {
-    write_index_file_unsynced_name(dir, base, used, records)?;
-    crate::segment::sync_dir(dir)
-}
-
-/// [`write_index_file`] whose file is durable but whose name is not until the directory is
-/// fsynced: for a roll, whose new segment fsyncs the directory right after. A crash before
-/// that loses at most the name, and a sealed segment without an index file is scanned and its
-/// index rebuilt on open.
-pub(crate) fn write_index_file_unsynced_name(
     dir: &Path,
     base: u64,
     used: u64,
@@ -101,7 +88,8 @@ pub(crate) fn write_index_file_unsynced_name(
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    crate::checkpoint::write_renamed(&crate::segment::index_path(dir, base), &out)
+    crate::checkpoint::write_renamed(&crate::segment::index_path(dir, base), &out)?;
+    crate::segment::sync_dir(dir)
 }
 
 /// Reads an index file; `Err(reason)` if it is missing pieces or fails its own checks.

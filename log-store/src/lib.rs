@@ -17,6 +17,7 @@ mod recovery;
 mod recycle;
 mod retention;
 mod scan;
+mod seal;
 mod segment;
 mod sync;
 mod truncate;

@@ -18,6 +18,7 @@ use crate::error::LogError;
 use crate::index::{IdxRecord, VChannelMap};
 use crate::recovery::{self, RecoveryReport};
 use crate::recycle::Spare;
+use crate::seal::Sealer;
 use crate::segment::Segment;
 use crate::sync::{self, Durability};
 use crate::types::{PChannelOptions, Position, Retention, VChannelId, VChannelState};
@@ -85,13 +86,15 @@ pub(crate) struct Inner {
     pub opts: PChannelOptions,
     pub writer: Mutex<Writer>,
     pub state: RwLock<State>,
-    pub durability: Durability,
+    pub durability: Arc<Durability>,
     pub ck_lock: Mutex<()>,
     /// Position of the newest checkpoint written or loaded.
     pub ck_position: AtomicU64,
     pub closed: AtomicBool,
     /// The early-writeback thread, unless `writeback_bytes` is 0.
     pub writeback: Option<Writeback>,
+    /// The thread that seals rolled segments.
+    pub sealer: Sealer,
 }
 
 /// A physical write-ahead log: a directory of mmap'ed segments holding many vchannels.
@@ -141,6 +144,12 @@ impl PChannel {
     /// Flushes everything appended so far; returns the new durable position.
     pub fn sync(&self) -> Result<Position, LogError> {
         self.inner.sync()
+    }
+
+    /// Waits until every segment rolled so far is sealed: shrunk, fsynced and indexed (which
+    /// the sealing thread does after each roll, off the appenders' path).
+    pub fn wait_sealed(&self) {
+        self.inner.sealer.wait_idle();
     }
 
     /// Position up to which every entry is durable (see `sync.rs` for what that means).
@@ -277,6 +286,8 @@ impl PChannel {
     }
 
     fn stop_threads(&self) {
+        // Rolled segments get their index files before the pchannel closes.
+        self.inner.sealer.stop();
         self.inner.durability.stop();
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
@@ -296,12 +307,17 @@ impl Drop for PChannel {
 }
 
 impl Inner {
-    /// Flushes everything, then writes a checkpoint of the state at the flushed position.
+    /// Writes a checkpoint of the state at the current log end, once that end is durable.
+    ///
+    /// The state is taken under the writer lock, but the sync runs after it is released, so
+    /// appends go on while it writes back: the checkpoint names a position, and everything
+    /// before it is durable before the file is written. A truncation in between voids it
+    /// (the epoch changed), and the checkpoint is left for the next time.
     pub(crate) fn checkpoint(&self) -> Result<(), LogError> {
         let _ck = self.ck_lock.lock();
+        let epoch = self.durability.epoch();
         let ck = {
             let w = self.writer.lock();
-            self.sync()?;
             let st = self.state.read();
             let mut vchannels: Vec<_> = st
                 .vchannels
@@ -324,6 +340,10 @@ impl Inner {
                 records: w.active_records.clone(),
             }
         };
+        let durable = self.sync()?;
+        if durable.0 < ck.position || self.durability.epoch() != epoch {
+            return Ok(());
+        }
         ck.write(&self.dir)?;
         self.ck_position.store(ck.position, Ordering::Release);
         Ok(())

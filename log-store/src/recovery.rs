@@ -16,6 +16,7 @@ use crate::error::LogError;
 use crate::index::{IdxRecord, VChannel, VChannelMap, read_index_file, write_index_file};
 use crate::pchannel::{Inner, SegSlot, State, Writer};
 use crate::recycle;
+use crate::seal::Sealer;
 use crate::segment::{
     SEGMENT_HEADER_LEN, Segment, check_header, garbage_after, index_path, parse_segment_name,
 };
@@ -375,6 +376,12 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         Some(s) => (Some(Arc::clone(&s.seg)), s.seg.base, s.end - s.seg.base),
         None => (None, ck.as_ref().map_or(0, |c| c.position), 0),
     };
+    // Every segment but the active one was sealed before, or is sealed now (index rebuilt).
+    for s in slots.iter().rev().skip(1) {
+        s.seg.mark_sealed();
+    }
+    let durability = Arc::new(Durability::new(base + write_off));
+    let sealer = Sealer::start(dir.to_path_buf(), Arc::clone(&durability))?;
     let writer = Writer {
         active,
         base,
@@ -396,7 +403,8 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
             segments: slots,
             vchannels: rb.vchannels,
         }),
-        durability: Durability::new(base + write_off),
+        durability,
+        sealer,
         ck_lock: Mutex::new(()),
         ck_position: AtomicU64::new(ck.as_ref().map_or(0, |c| c.position)),
         closed: AtomicBool::new(false),

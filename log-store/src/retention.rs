@@ -65,6 +65,8 @@ impl PChannel {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, LogError> {
         let inner = &*self.inner;
         let mut report = RetentionReport::default();
+        // Segments rolled before this pass count as sealed in it (a pending seal is short).
+        inner.sealer.wait_idle();
         {
             let mut w = inner.writer.lock();
             let mut copies = Vec::new();
@@ -140,7 +142,8 @@ impl PChannel {
             let mut i = 0;
             let mut dead = Vec::new();
             st.segments.retain(|s| {
-                let keep = i == last || live[i] > 0;
+                // A segment still being sealed is left for a later pass (`seal.rs`).
+                let keep = i == last || live[i] > 0 || !s.seg.is_sealed();
                 if !keep {
                     dead.push(Arc::clone(&s.seg));
                 }

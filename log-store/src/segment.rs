@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
@@ -114,6 +115,8 @@ pub(crate) struct Segment {
     /// The header carries [`FLAG_RECYCLED`]: past the last entry lie stale bytes, not zeros,
     /// so the writer keeps a zero header after its last entry (the end mark).
     pub recycled: bool,
+    /// Shrunk, fsynced and indexed (`seal.rs`); set for every segment but the last at open.
+    sealed: AtomicBool,
     file: File,
     map: Arc<MmapRaw>,
     whole: Bytes,
@@ -207,6 +210,7 @@ impl Segment {
             base,
             path,
             recycled,
+            sealed: AtomicBool::new(false),
             file,
             map,
             whole,
@@ -352,6 +356,16 @@ impl Segment {
         self.map
             .flush_range(off as usize, len as usize)
             .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    /// The segment is sealed: its length and index file are durable.
+    pub(crate) fn mark_sealed(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    /// See [`Segment::mark_sealed`].
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
     }
 
     /// Shrinks the file to `used` bytes once the segment is sealed (the map stays valid for

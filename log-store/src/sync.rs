@@ -25,6 +25,8 @@ struct DState {
     /// Bumped by truncation, so a flush that started before it cannot raise `durable` past it.
     epoch: u64,
     stop: bool,
+    /// A background write-back failed (`seal.rs`): every later sync fails with this.
+    failed: Option<String>,
 }
 
 /// Written/durable watermarks and the condition variable appenders wait on.
@@ -60,12 +62,25 @@ impl Durability {
         self.m.lock().written
     }
 
+    /// Bumped by every truncation: a position taken before a change of epoch may name
+    /// entries that are gone.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.m.lock().epoch
+    }
+
     /// After truncation to `end`: nothing above it is written or durable any more.
     pub(crate) fn reset_to(&self, end: u64) {
         let mut g = self.m.lock();
         g.epoch += 1;
         g.written = end;
         g.durable = g.durable.min(end);
+        self.cv.notify_all();
+    }
+
+    /// Records a failed write-back; syncs fail from now on.
+    pub(crate) fn fail(&self, reason: String) {
+        let mut g = self.m.lock();
+        g.failed.get_or_insert(reason);
         self.cv.notify_all();
     }
 
@@ -88,6 +103,9 @@ impl Inner {
         let d = &self.durability;
         let mut g = d.m.lock();
         loop {
+            if let Some(reason) = &g.failed {
+                return Err(LogError::WriteBackFailed(reason.clone()));
+            }
             if g.durable >= pos {
                 return Ok(Position(g.durable));
             }

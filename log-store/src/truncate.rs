@@ -26,6 +26,9 @@ impl PChannel {
         let pos = position.0;
         let cut = {
             let mut w = inner.writer.lock();
+            // Truncation reads and rewrites sealed segments' index files: let pending seals
+            // finish first (no roll can queue another while the writer lock is held).
+            inner.sealer.wait_idle();
             if pos < w.compaction_floor {
                 return Err(LogError::InvalidPosition {
                     position,

@@ -14,6 +14,9 @@ use log_store::{LogError, PChannel, SyncPolicy, VChannelId};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+/// Segment size of the crash runs: small, so a run rolls often.
+const SEGMENT: u64 = 48 << 10;
+
 #[derive(Debug, Clone, Copy)]
 struct Appended {
     v: u64,
@@ -39,15 +42,44 @@ enum Tear {
 }
 
 /// Copies `src` into `dst` as a crash at durable position `durable` would leave it.
-fn crash_copy(src: &Path, dst: &Path, durable: u64, tear: Tear) {
+///
+/// `pending` segments rolled most recently are copied as if their seal had not happened yet
+/// (the sealing thread works after the roll): no index file, the preallocated length of
+/// `capacity`, and their bytes past `durable` torn like the active segment's.
+fn crash_copy(src: &Path, dst: &Path, durable: u64, tear: Tear, pending: usize, capacity: u64) {
     fs::create_dir_all(dst).unwrap();
+    let mut bases: Vec<u64> = fs::read_dir(src)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".seg").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    bases.sort_unstable();
+    // The active segment is the last; the `pending` before it are still being sealed.
+    let unsealed: Vec<u64> = bases.iter().rev().skip(1).take(pending).copied().collect();
     for e in fs::read_dir(src).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let mut data = fs::read(&path).unwrap();
+        // The sealing thread may rename or replace a file while this copies (a crash can
+        // happen at any such point, so what is read is one of the states a crash leaves).
+        let mut data = match fs::read(&path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        };
+        if let Some(stem) = name.strip_suffix(".idx")
+            && unsealed.contains(&stem.parse().unwrap())
+        {
+            continue;
+        }
         if let Some(stem) = name.strip_suffix(".seg") {
             let base: u64 = stem.parse().unwrap();
-            let sealed = src.join(format!("{stem}.idx")).exists();
+            let pending_seal = unsealed.contains(&base);
+            if pending_seal {
+                data.resize(data.len().max(capacity as usize), 0);
+            }
+            let sealed = !pending_seal && src.join(format!("{stem}.idx")).exists();
             if !sealed {
                 let keep = (durable.saturating_sub(base) as usize).clamp(32, data.len());
                 let mut rng = StdRng::seed_from_u64(base ^ durable);
@@ -114,10 +146,10 @@ fn check_recovered(pc: &PChannel, appended: &[Appended], durable_count: usize) -
     recovered
 }
 
-fn run_crash(seed: u64, n: usize, tear: Tear) {
+fn run_crash(seed: u64, n: usize, tear: Tear, pending: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let o = opts(48 << 10, SyncPolicy::Never);
+    let o = opts(SEGMENT, SyncPolicy::Never);
     let (pc, _) = PChannel::open(dir.path(), o.clone()).unwrap();
     let mut next = [0i64; 4];
     let mut appended = Vec::new();
@@ -143,8 +175,11 @@ fn run_crash(seed: u64, n: usize, tear: Tear) {
     }
     let durable = pc.durable_position().0;
     let durable_count = appended.iter().filter(|a| a.end() <= durable).count();
+    // Seals run behind the rolls: take the files once they are done, and let `pending` play
+    // the crash that comes before some of them.
+    pc.wait_sealed();
     let crashed = tempfile::tempdir().unwrap();
-    crash_copy(dir.path(), crashed.path(), durable, tear);
+    crash_copy(dir.path(), crashed.path(), durable, tear, pending, SEGMENT);
     drop(pc);
     let (pc2, report) = PChannel::open(crashed.path(), o.clone()).unwrap();
     let k = check_recovered(&pc2, &appended, durable_count);
@@ -168,9 +203,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn durable_entries_survive_a_crash(seed in any::<u64>(), n in 1..120usize, tear in 0..3u8, extra in 0..9000usize, pages in any::<u64>()) {
+    fn durable_entries_survive_a_crash(seed in any::<u64>(), n in 1..120usize, tear in 0..3u8, extra in 0..9000usize, pages in any::<u64>(), pending in 0..3usize) {
         let tear = match tear { 0 => Tear::Zero, 1 => Tear::Prefix(extra), _ => Tear::Pages(pages) };
-        run_crash(seed, n, tear);
+        run_crash(seed, n, tear, pending);
     }
 
     #[test]

@@ -166,10 +166,10 @@ fn fill_and_expire_from(pc: &PChannel, mut next: i64) {
     assert_eq!(pc.enforce_retention(0).unwrap().segments_deleted.len(), 2);
 }
 
-/// A roll writes the sealed segment's index file without fsyncing the directory (the new
-/// segment's directory fsync covers it), so a crash can lose that name: the sealed segment,
-/// a recycled one included, is then scanned and its index rebuilt, with every entry back and
-/// nothing of the file's earlier life.
+/// A rolled segment's index file is written by the sealing thread after the roll, so a crash
+/// can come before it (or before its name is durable): the sealed segment, a recycled one
+/// included, is then scanned and its index rebuilt, with every entry back and nothing of the
+/// file's earlier life.
 #[test]
 fn a_lost_index_file_name_after_a_roll_is_rebuilt_by_a_scan() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,6 +185,7 @@ fn a_lost_index_file_name_after_a_roll_is_rebuilt_by_a_scan() {
     }
     assert!(files(dir.path(), ".spare").is_empty());
     pc.sync().unwrap();
+    pc.wait_sealed();
     let recycled_idx = files(dir.path(), ".idx").pop().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     common::copy_dir(dir.path(), crashed.path());

@@ -96,6 +96,7 @@ fn an_original_and_its_compaction_copy_both_on_disk_appear_once() {
     for i in 14..30i64 {
         append_one(&pc, 2, i, 1, 1000, 1000);
     }
+    pc.wait_sealed();
     let saved = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), saved.path());
     pc.set_retention(

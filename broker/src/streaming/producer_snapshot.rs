@@ -106,14 +106,14 @@ fn checksum(producers: &[StoredProducer], txns: &[StoredTxns]) -> u32 {
     hasher.finalize()
 }
 
-/// Writes the state at `position` (which the caller made durable) into `dir`.
+/// Writes the state at `position` (which the caller made durable) into `dir`: `producers`
+/// and `txns` as `ProducerStates::export` and `TxnIndex::export` give them.
 pub fn save(
     dir: &Path,
     position: Position,
-    states: &ProducerStates,
+    producers: Vec<StoredProducer>,
     txns: Vec<StoredTxns>,
 ) -> Result<(), SnapshotError> {
-    let producers = states.export();
     let file = SnapshotFile {
         format: FORMAT,
         position: position.0,
@@ -260,7 +260,7 @@ mod tests {
         let mut txns = TxnIndex::default();
         txns.data(VChannelId(3), 78, 20);
         txns.commit();
-        save(dir.path(), Position(4096), &states, txns.export()).unwrap();
+        save(dir.path(), Position(4096), states.export(), txns.export()).unwrap();
         let (position, loaded) = load(dir.path()).unwrap().unwrap();
         assert_eq!(position, Position(4096));
         assert_eq!(loaded.producers.export(), states.export());

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use log_store::{EntryRef, LogError, PChannel, Term, VChannelId};
+use log_store::{EntryRef, LogError, PChannel, Position, Term, VChannelId};
 use parking_lot::Mutex;
 use slog::{Logger, error, warn};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -144,6 +144,7 @@ impl Wal {
             .name(format!("sluice-wal-{pchannel}"))
             .spawn(move || {
                 Writer {
+                    pchannel,
                     log: writer_log,
                     term: Term(term),
                     policy: options.fsync_policy,
@@ -153,6 +154,7 @@ impl Wal {
                     producers,
                     txns: writer_txns,
                     last_snapshot: std::time::Instant::now(),
+                    snapshot_saver: None,
                     publish,
                     metrics,
                     logger: log_out,
@@ -245,7 +247,37 @@ fn idempotence_headers(
     Ok(out)
 }
 
+/// Producer state taken at `position`, to be written once `position` is durable.
+struct PendingSnapshot {
+    log: Arc<PChannel>,
+    position: Position,
+    producers: Vec<producer_snapshot::StoredProducer>,
+    txns: Vec<super::interceptor::transaction::StoredTxns>,
+}
+
+impl PendingSnapshot {
+    fn save(self, logger: &Logger) {
+        match self.log.sync() {
+            Ok(durable) if durable >= self.position => {}
+            Ok(durable) => {
+                warn!(logger, "producer state snapshot skipped: its position is not durable";
+                    "position" => self.position.0, "durable" => durable.0);
+                return;
+            }
+            Err(e) => {
+                warn!(logger, "producer state snapshot skipped: sync failed"; "error" => %e);
+                return;
+            }
+        }
+        let dir = self.log.dir();
+        if let Err(e) = producer_snapshot::save(dir, self.position, self.producers, self.txns) {
+            warn!(logger, "writing the producer state snapshot failed"; "error" => %e);
+        }
+    }
+}
+
 struct Writer {
+    pchannel: u32,
     log: Arc<PChannel>,
     term: Term,
     policy: FsyncPolicy,
@@ -259,6 +291,8 @@ struct Writer {
     txns: Arc<Mutex<TxnIndex>>,
     /// When the producer state was last written to its snapshot.
     last_snapshot: std::time::Instant,
+    /// The thread writing the latest snapshot.
+    snapshot_saver: Option<JoinHandle<()>>,
     publish: watch::Sender<u64>,
     metrics: WalMetrics,
     logger: Logger,
@@ -285,21 +319,46 @@ impl Writer {
             }
         }
         // The queue closed: the pchannel is closing. Leave a snapshot so the next open
-        // replays nothing.
-        self.snapshot();
+        // replays nothing, after the one still being written, which it replaces.
+        if let Some(saving) = self.snapshot_saver.take() {
+            let _ = saving.join();
+        }
+        if let Some(snapshot) = self.capture_snapshot() {
+            snapshot.save(&self.logger);
+        }
     }
 
-    /// Writes the producer state at the current log end, made durable first: a snapshot
-    /// must never describe batches that a crash could still take away.
+    /// Takes the producer state at the current log end and has a thread of its own write it
+    /// once that end is durable: a snapshot must never describe batches that a crash could
+    /// still take away, and the sync, which may have a whole backlog to write (acks=1 syncs
+    /// nothing), must not hold up the appends queued behind it. While one is being written
+    /// the next waits for the following round, so an older state never replaces a newer.
     fn snapshot(&mut self) {
         self.last_snapshot = std::time::Instant::now();
-        let position = match self.log.sync() {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(self.logger, "producer state snapshot skipped: sync failed"; "error" => %e);
-                return;
-            }
+        if self
+            .snapshot_saver
+            .as_ref()
+            .is_some_and(|saving| !saving.is_finished())
+        {
+            return;
+        }
+        let Some(snapshot) = self.capture_snapshot() else {
+            return;
         };
+        let logger = self.logger.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("sluice-snap-{}", self.pchannel))
+            .spawn(move || snapshot.save(&logger));
+        match spawned {
+            Ok(saving) => self.snapshot_saver = Some(saving),
+            Err(e) => warn!(self.logger, "producer state snapshot skipped"; "error" => %e),
+        }
+    }
+
+    /// The producer state at the log end, after expiring idle producers and pruning the
+    /// transaction index (`None` when there is nothing to describe it by: no log end yet).
+    fn capture_snapshot(&mut self) -> Option<PendingSnapshot> {
+        let position = self.log.end_position();
         let txns = {
             let mut txns = self.txns.lock();
             txns.prune(|v| self.log.vchannel_state(v).map(|s| s.log_start_offset));
@@ -313,9 +372,12 @@ impl Writer {
             }
             txns.export()
         };
-        if let Err(e) = producer_snapshot::save(self.log.dir(), position, &self.producers, txns) {
-            warn!(self.logger, "writing the producer state snapshot failed"; "error" => %e);
-        }
+        Some(PendingSnapshot {
+            log: self.log.clone(),
+            position,
+            producers: self.producers.export(),
+            txns,
+        })
     }
 
     /// Runs one group through the interceptors, writes it, syncs once if needed, answers.
