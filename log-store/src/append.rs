@@ -9,8 +9,7 @@ use crate::entry::{EntryHeader, HEADER_LEN, MAX_PAYLOAD, crc_of, offsets_ok};
 use crate::error::LogError;
 use crate::index::IdxRecord;
 use crate::pchannel::{Inner, PChannel, SegSlot, Writer};
-use crate::recycle;
-use crate::seal::SealJob;
+use crate::seal::{self, SealJob};
 use crate::segment::{END_MARK_LEN, PAGE, SEGMENT_HEADER_LEN, Segment};
 use crate::types::{AppendOutcome, EntryFlags, EntryRef, Position, SyncPolicy, VChannelId};
 
@@ -272,6 +271,17 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
         }
     }
     w.active_records.extend_from_slice(records);
+    if !w.standby_requested
+        && let Some(active) = &w.active
+        && w.write_off >= active.len() / 4 * 3
+    {
+        w.standby_requested = true;
+        inner.sealer.request_standby(
+            active.base + active.len(),
+            inner.opts.segment_bytes,
+            w.next_seq,
+        );
+    }
     // Under the writer lock, so a checkpoint never claims a position sync has not covered.
     inner.durability.set_written(w.end_position());
     if let Some(wb) = &inner.writeback {
@@ -279,16 +289,19 @@ pub(crate) fn publish(inner: &Inner, w: &mut Writer, records: &[IdxRecord]) {
     }
 }
 
-/// Starts a new segment after the active one and hands the old one to the sealing thread
-/// (shrink, fsync, index file: `seal.rs`), so the writer never waits for its write-back.
+/// Rolls to the next segment, at the active one's base plus its capacity (a fixed stride, so
+/// the segment thread can make it ahead: `seal.rs`), and hands the old one to the segment
+/// thread to seal. With the standby ready the writer does no disk I/O here.
 pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     let used = w.write_off;
     let old = Arc::clone(w.active.as_ref().expect("roll needs an active segment"));
+    let base = old.base + old.len();
+    let seg = match inner.sealer.take_standby(base) {
+        Some(seg) => seg,
+        None => new_segment(inner, w, base)?,
+    };
     let records = std::mem::take(&mut w.active_records);
-    if let Err(e) = start_segment(inner, w, old.base + used) {
-        w.active_records = records;
-        return Err(e);
-    }
+    install(inner, w, seg);
     inner.sealer.submit(SealJob {
         seg: old,
         used,
@@ -297,30 +310,32 @@ pub(crate) fn roll(inner: &Inner, w: &mut Writer) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Starts the segment with base `base` (a recycled spare if one is usable, else a new file)
-/// and makes it the active one.
+/// Starts the first segment, at `base`.
 fn start_segment(inner: &Inner, w: &mut Writer, base: u64) -> Result<(), LogError> {
-    let capacity = inner.opts.segment_bytes;
-    let seg = match recycle::take_spare(&inner.dir, w, base, capacity)? {
-        Some(seg) => seg,
-        None => Segment::create(&inner.dir, base, capacity)?,
-    };
+    let seg = new_segment(inner, w, base)?;
+    install(inner, w, seg);
+    Ok(())
+}
+
+/// The segment with base `base`, made here: a recycled spare if one is usable, else a new file.
+fn new_segment(inner: &Inner, w: &Writer, base: u64) -> Result<Segment, LogError> {
+    let spare = inner.sealer.take_spare(w.next_seq);
+    seal::make_segment(&inner.dir, spare, base, inner.opts.segment_bytes)
+}
+
+/// Makes `seg` the active segment.
+fn install(inner: &Inner, w: &mut Writer, seg: Segment) {
     let seg = Arc::new(seg);
-    {
-        let mut st = inner.state.write();
-        if let Some(last) = st.segments.last_mut() {
-            last.end = base;
-        }
-        st.segments.push(SegSlot {
-            seg: Arc::clone(&seg),
-            end: base + SEGMENT_HEADER_LEN,
-        });
-    }
+    let base = seg.base;
+    inner.state.write().segments.push(SegSlot {
+        seg: Arc::clone(&seg),
+        end: base + SEGMENT_HEADER_LEN,
+    });
+    w.standby_requested = false;
     w.active = Some(seg);
     w.base = base;
     w.write_off = SEGMENT_HEADER_LEN;
     w.active_records.clear();
     w.zeroed_to = 0;
     w.writeback_from = 0;
-    Ok(())
 }

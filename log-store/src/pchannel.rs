@@ -17,7 +17,6 @@ use crate::checkpoint::{Checkpoint, VChannelRecord};
 use crate::error::LogError;
 use crate::index::{IdxRecord, VChannelMap};
 use crate::recovery::{self, RecoveryReport};
-use crate::recycle::Spare;
 use crate::seal::Sealer;
 use crate::segment::Segment;
 use crate::sync::{self, Durability};
@@ -66,11 +65,13 @@ pub(crate) struct Writer {
     pub zeroed_to: u64,
     /// Truncation may not cut below this position: compaction copies live above it.
     pub compaction_floor: u64,
-    /// Files kept by retention for reuse as segments (see `recycle.rs`).
-    pub spares: Vec<Spare>,
     /// File offset in `active` up to which written bytes were handed to early writeback
     /// (see `writeback.rs`); a multiple of `writeback::FOLIO_MAX`.
     pub writeback_from: u64,
+    /// The segment thread was asked for the segment after `active` (`seal.rs`), which it
+    /// makes once three quarters of `active` are written, so that the spare disk space is
+    /// taken only near the roll.
+    pub standby_requested: bool,
 }
 
 impl Writer {
@@ -146,8 +147,9 @@ impl PChannel {
         self.inner.sync()
     }
 
-    /// Waits until every segment rolled so far is sealed: shrunk, fsynced and indexed (which
-    /// the sealing thread does after each roll, off the appenders' path).
+    /// Waits until the segment thread is idle: every segment rolled so far sealed (shrunk,
+    /// fsynced and indexed, which it does after each roll, off the appenders' path) and the
+    /// next segment, if already asked for, made.
     pub fn wait_sealed(&self) {
         self.inner.sealer.wait_idle();
     }

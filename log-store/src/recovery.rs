@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -19,6 +20,7 @@ use crate::recycle;
 use crate::seal::Sealer;
 use crate::segment::{
     SEGMENT_HEADER_LEN, Segment, check_header, garbage_after, index_path, parse_segment_name,
+    sync_dir,
 };
 use crate::sync::Durability;
 use crate::types::{EntryFlags, PChannelOptions, Position, VChannelId};
@@ -209,6 +211,39 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     Ok(segs)
 }
 
+/// Deletes the last segment file if it is a standby made ahead of a roll that never held an
+/// entry (`seal.rs`): no valid entry at its first entry's place, no index file, and a segment
+/// before it. Recovery then sees the log as it was before the standby was made, the segment
+/// that was active at the crash last. Nothing durable is lost: an entry there is durable only
+/// once a sync covered it, and a valid one would keep the file.
+fn drop_unused_standby(dir: &Path, segs: &mut Vec<(u64, PathBuf)>) -> Result<(), LogError> {
+    let [.., _, (base, path)] = segs.as_slice() else {
+        return Ok(());
+    };
+    if index_path(dir, *base).exists() {
+        return Ok(());
+    }
+    let file = fs::File::open(path).map_err(|e| LogError::io(path, e))?;
+    let len = file.metadata().map_err(|e| LogError::io(path, e))?.len();
+    let mut enc = [0u8; HEADER_LEN];
+    let holds_entry = file.read_exact_at(&mut enc, SEGMENT_HEADER_LEN).is_ok()
+        && EntryHeader::decode(&enc).is_ok_and(|e| {
+            let at = SEGMENT_HEADER_LEN + HEADER_LEN as u64;
+            let mut payload = vec![0u8; e.payload_len as usize];
+            at + u64::from(e.payload_len) <= len
+                && file.read_exact_at(&mut payload, at).is_ok()
+                && crc_of(&enc, &[&payload]) == e.crc
+        });
+    drop(file);
+    if holds_entry {
+        return Ok(());
+    }
+    fs::remove_file(path).map_err(|e| LogError::io(path, e))?;
+    sync_dir(dir)?;
+    segs.pop();
+    Ok(())
+}
+
 /// Opens or creates the pchannel in `dir`.
 pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, RecoveryReport), LogError> {
     assert!(
@@ -222,7 +257,8 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         None
     });
     // A pchannel without segments (never written) stays without: the first append creates one.
-    let segs = list_segments(dir)?;
+    let mut segs = list_segments(dir)?;
+    drop_unused_standby(dir, &mut segs)?;
     let spares = recycle::load_spares(dir, opts.recycle_segments)?;
     let mut rb = Rebuild {
         vchannels: VChannelMap::default(),
@@ -284,12 +320,21 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         let idx = index_path(dir, base);
         let mut known: Option<(Vec<IdxRecord>, u64)> = None;
         let mut seq = prev_seq;
-        if let Some(c) = ck.as_ref().filter(|c| last && c.active_base == base) {
+        // The checkpoint's records describe its active segment, which may no longer be the
+        // last one: a standby made ahead of the roll (`seal.rs`) follows it. A sealed segment
+        // that has its index file is read from that instead.
+        let from_checkpoint = ck
+            .as_ref()
+            .filter(|c| c.active_base == base && (last || !idx.exists()));
+        let mut scan_after_known = last;
+        if let Some(c) = from_checkpoint {
             let end = c.position.saturating_sub(base);
             match check_known(&seg, &c.records, end) {
                 Ok(()) => {
                     known = Some((c.records.clone(), end));
                     seq = Some(c.next_seq);
+                    // Entries may follow the checkpoint in this segment.
+                    scan_after_known = true;
                 }
                 Err(e) => {
                     report.checkpoint_error = Some(e);
@@ -309,6 +354,9 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
                 .rebuilt_indexes
                 .push((Position(base), "index file missing".into()));
         }
+        // A segment with no usable index is scanned whole (an index file may rightly be empty:
+        // a rolled segment whose entries a crash took away).
+        let scan_from_start = known.is_none();
         let (mut records, from) = known.unwrap_or((Vec::new(), SEGMENT_HEADER_LEN));
         for r in &records {
             // Known records were verified by CRC before they were indexed; a refusal here
@@ -316,7 +364,7 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
             let _ = rb.apply(r);
         }
         let mut end = from;
-        if last || from == SEGMENT_HEADER_LEN && records.is_empty() {
+        if scan_after_known || scan_from_start {
             let seq = records.last().map(|r| r.seq + 1).or(seq);
             let s = scan(&seg, from, seq, &mut rb);
             report.scanned_bytes += s.end - from;
@@ -342,6 +390,10 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
                 }
             }
             if !last {
+                // A rolled segment whose seal was pending when the process died may hold
+                // entries only in the page cache: make them durable before the index file
+                // vouches for them (and before the durable position is set past them).
+                seg.flush(0, end)?;
                 write_index_file(dir, base, end, &records)?;
             }
         }
@@ -381,7 +433,7 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         s.seg.mark_sealed();
     }
     let durability = Arc::new(Durability::new(base + write_off));
-    let sealer = Sealer::start(dir.to_path_buf(), Arc::clone(&durability))?;
+    let sealer = Sealer::start(dir.to_path_buf(), Arc::clone(&durability), spares)?;
     let writer = Writer {
         active,
         base,
@@ -390,7 +442,8 @@ pub(crate) fn open(dir: &Path, opts: PChannelOptions) -> Result<(Inner, Recovery
         active_records,
         zeroed_to: 0,
         compaction_floor: ck.as_ref().map_or(0, |c| c.compaction_floor),
-        spares,
+        // The next append asks for it if the active segment is far enough along.
+        standby_requested: false,
         // Recovery flushed the active segment up to its end.
         writeback_from: write_off / FOLIO_MAX * FOLIO_MAX,
     };

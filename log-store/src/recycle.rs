@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::LogError;
-use crate::pchannel::Writer;
 use crate::recovery::Cut;
+use crate::seal::Sealer;
 use crate::segment::{Segment, index_path};
 use crate::types::Position;
 
@@ -74,17 +74,18 @@ pub(crate) fn load_spares(dir: &Path, keep: usize) -> Result<Vec<Spare>, LogErro
 
 /// Disposes of a sealed segment retention found dead: keeps its file as a spare if there is
 /// room and no reader still holds its map, deletes it otherwise; deletes its index file. The
-/// caller syncs the directory.
+/// caller syncs the directory. `next_seq` is the writer's next `seq` (the spare's bound).
 pub(crate) fn retire(
     dir: &Path,
-    w: &mut Writer,
+    sealer: &Sealer,
+    next_seq: u64,
     seg: Arc<Segment>,
     keep: usize,
 ) -> Result<(), LogError> {
     let base = seg.base;
     let path = seg.path.clone();
     // Readers holding `Bytes` of the segment keep its map: its file must not be rewritten.
-    let unshared = if w.spares.len() < keep {
+    let unshared = if sealer.has_room_for_spare(keep) {
         Arc::try_unwrap(seg)
             .ok()
             .and_then(Segment::into_unshared_path)
@@ -93,12 +94,18 @@ pub(crate) fn retire(
     };
     match unshared {
         Some(p) => {
-            let spare = spare_path(dir, base, w.next_seq);
+            let spare = spare_path(dir, base, next_seq);
             fs::rename(&p, &spare).map_err(|e| LogError::io(&p, e))?;
-            w.spares.push(Spare {
-                path: spare,
-                bound: w.next_seq,
-            });
+            let kept = sealer.keep_spare(
+                Spare {
+                    path: spare.clone(),
+                    bound: next_seq,
+                },
+                keep,
+            );
+            if !kept {
+                fs::remove_file(&spare).map_err(|e| LogError::io(&spare, e))?;
+            }
         }
         None => fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?,
     }
@@ -107,33 +114,6 @@ pub(crate) fn retire(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(&idx, e)),
         _ => Ok(()),
     }
-}
-
-/// The segment with base `base` made from a spare, if a usable one is left. A spare whose
-/// `bound` is above the next `seq` (truncation moved `seq` back since it was made) could hold
-/// entries with `seq`s the new segment will use, so it is deleted instead.
-pub(crate) fn take_spare(
-    dir: &Path,
-    w: &mut Writer,
-    base: u64,
-    capacity: u64,
-) -> Result<Option<Segment>, LogError> {
-    while let Some(s) = w.spares.pop() {
-        // A spare that cannot be reused (gone, unreadable) is dropped: a new file may still
-        // work, and the next roll would meet the same fault.
-        if s.bound <= w.next_seq
-            && let Ok(seg) = Segment::recycle(dir, &s.path, base, capacity)
-        {
-            return Ok(Some(seg));
-        }
-        match fs::remove_file(&s.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(LogError::io(&s.path, e));
-            }
-            _ => {}
-        }
-    }
-    Ok(None)
 }
 
 /// Ends recovery's scan of a recycled active segment at file offset `end`: whatever follows

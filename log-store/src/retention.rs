@@ -132,7 +132,7 @@ impl PChannel {
     /// their files as spares); returns their bases.
     fn delete_dead_segments(&self) -> Result<Vec<Position>, LogError> {
         let inner = &*self.inner;
-        let mut w = inner.writer.lock();
+        let w = inner.writer.lock();
         let dead: Vec<Arc<Segment>> = {
             let mut st = inner.state.write();
             let live = live_bytes(&st);
@@ -155,7 +155,7 @@ impl PChannel {
         let bases: Vec<Position> = dead.iter().map(|s| Position(s.base)).collect();
         let keep = inner.opts.recycle_segments;
         for seg in dead {
-            recycle::retire(&inner.dir, &mut w, seg, keep)?;
+            recycle::retire(&inner.dir, &inner.sealer, w.next_seq, seg, keep)?;
         }
         if !bases.is_empty() {
             sync_dir(&inner.dir)?;

@@ -27,8 +27,10 @@ impl PChannel {
         let cut = {
             let mut w = inner.writer.lock();
             // Truncation reads and rewrites sealed segments' index files: let pending seals
-            // finish first (no roll can queue another while the writer lock is held).
+            // finish first (no roll can queue another while the writer lock is held). The
+            // standby made for the current end is void once the end moves back.
             inner.sealer.wait_idle();
+            inner.sealer.reset_standby();
             if pos < w.compaction_floor {
                 return Err(LogError::InvalidPosition {
                     position,
@@ -121,8 +123,9 @@ impl PChannel {
             seg.flush(cut - seg.base, tail)?;
             w.base = seg.base;
             w.write_off = cut - seg.base;
-            w.active = Some(seg);
             w.next_seq = h.seq + 1;
+            w.standby_requested = false;
+            w.active = Some(seg);
             w.active_records = records;
             w.zeroed_to = 0;
             // The checkpoint below syncs everything before the cut: nothing there to hint.
