@@ -48,15 +48,9 @@ enum Tear {
 /// `capacity`, and their bytes past `durable` torn like the active segment's.
 fn crash_copy(src: &Path, dst: &Path, durable: u64, tear: Tear, pending: usize, capacity: u64) {
     fs::create_dir_all(dst).unwrap();
-    let mut bases: Vec<u64> = fs::read_dir(src)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".seg").map(|s| s.parse().unwrap())
-        })
-        .collect();
-    bases.sort_unstable();
-    // The active segment is the last; the `pending` before it are still being sealed.
+    let bases = common::segment_bases(src);
+    // The newest file is the active segment (or an unused standby after it); the `pending`
+    // before it are still being sealed.
     let unsealed: Vec<u64> = bases.iter().rev().skip(1).take(pending).copied().collect();
     for e in fs::read_dir(src).unwrap() {
         let path = e.unwrap().path();

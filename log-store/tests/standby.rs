@@ -4,30 +4,17 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::{append_one, full_payload, opts};
+use common::{append_one, full_payload, opts, segment_bases};
 use log_store::{PChannel, Position, SyncPolicy, VChannelId};
 
 const SEG: u64 = 64 << 10;
 const LEN: usize = 1000;
 
-fn segment_files(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".seg").map(|s| s.parse().unwrap())
-        })
-        .collect();
-    v.sort_unstable();
-    v
-}
-
 /// Appends to vchannel 1 until the standby file exists; returns the next offset.
 fn append_until_standby(pc: &PChannel, mut next: i64) -> i64 {
     let active = pc.active_segment_base().map_or(0, |p| p.0);
-    while segment_files(pc.dir()).last() == Some(&active) || segment_files(pc.dir()).is_empty() {
+    while segment_bases(pc.dir()).last() == Some(&active) || segment_bases(pc.dir()).is_empty() {
         append_one(pc, 1, next, 1, LEN, 0);
         next += 1;
         pc.wait_sealed();
@@ -57,7 +44,7 @@ fn the_next_segment_is_made_ahead_and_swapped_in_at_the_roll() {
     let written = pc.end_position().0;
     assert!(written >= SEG / 4 * 3, "made near the end only ({written})");
     // The standby is complete before it is used: preallocated, at a fixed stride.
-    assert_eq!(segment_files(dir.path()), vec![0, SEG]);
+    assert_eq!(segment_bases(dir.path()), vec![0, SEG]);
     let standby = dir.path().join(format!("{SEG:020}.seg"));
     assert_eq!(fs::metadata(&standby).unwrap().len(), SEG);
     while pc.active_segment_base() == Some(Position(0)) {
@@ -86,7 +73,7 @@ fn close_deletes_an_unused_standby_and_reopening_reads_everything() {
     let next = append_until_standby(&pc, 0);
     pc.close().unwrap();
     drop(pc);
-    assert_eq!(segment_files(dir.path()), vec![0]);
+    assert_eq!(segment_bases(dir.path()), vec![0]);
     let (pc, report) = PChannel::open(dir.path(), o).unwrap();
     assert!(report.cuts.is_empty(), "{report:?}");
     assert_eq!(report.scanned_bytes, 0, "{report:?}");
@@ -115,10 +102,10 @@ fn a_crash_with_an_unused_standby_drops_it_and_keeps_what_was_synced() {
     let mut data = fs::read(&seg0).unwrap();
     data[durable as usize..end - LEN / 2].fill(0);
     fs::write(&seg0, &data).unwrap();
-    assert_eq!(segment_files(crashed.path()), vec![0, SEG]);
+    assert_eq!(segment_bases(crashed.path()), vec![0, SEG]);
 
     let (pc, report) = PChannel::open(crashed.path(), o.clone()).unwrap();
-    assert_eq!(segment_files(crashed.path()), vec![0], "{report:?}");
+    assert_eq!(segment_bases(crashed.path()), vec![0], "{report:?}");
     assert_eq!(report.cuts.len(), 1, "{report:?}");
     assert_eq!(report.cuts[0].position, Position(durable));
     check(&pc, synced);

@@ -66,6 +66,19 @@ pub fn append_one(
     pc.append(&[e]).expect("append").positions[0].0
 }
 
+/// Bases of the segment files in `dir`, ascending.
+pub fn segment_bases(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".seg").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
 /// Copies every file of `from` into a new directory `to`.
 ///
 /// A file the sealing thread renames away while this runs is skipped: a crash at that moment
