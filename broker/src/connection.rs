@@ -58,7 +58,10 @@ pub async fn serve(
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut running: FuturesOrdered<RequestFuture> = FuturesOrdered::new();
     let mut out = Output::default();
-    // Replies are written while this holds; a write error or a `Reply::Close` ends it.
+    // Replies join the output while this holds; a `Reply::Close` or a write error ends it.
+    let mut accepting = true;
+    // The socket is open for writing; ends once the output after a `Reply::Close` is written
+    // (the write half is then shut down), or at a write error.
     let mut writing = true;
     loop {
         // Start every complete frame already read, up to the in-flight cap.
@@ -81,25 +84,38 @@ pub async fn serve(
         }
         tokio::select! {
             biased;
+            // First, so that a connection that always has something to read still stops.
+            // (The guard `wait_for` returns is not `Send`: drop it inside the branch.)
+            () = async { drop(shutdown.wait_for(|stop| *stop).await) }, if arrivals.is_some() => {
+                arrivals = None;
+            }
             Some(reply) = running.next(), if !running.is_empty() => match reply {
-                Reply::Send(parts) if writing => out.push(parts),
+                Reply::Send(parts) if accepting => out.push(parts),
                 Reply::Send(_) | Reply::Nothing => {}
                 Reply::Close => {
-                    // Answer what came before, nothing after; finish what is running.
+                    // Answer what came before, nothing after; what is running still runs
+                    // to completion, its replies dropped.
                     arrivals = None;
-                    writing = false;
-                    if !out.is_empty() {
-                        let _ = out.write_all(&mut writer).await;
+                    accepting = false;
+                    if writing && out.is_empty() {
+                        writing = false;
+                        close_write(&mut writer, &log).await;
                     }
                 }
             },
-            written = out.write_some(&mut writer), if writing && !out.is_empty() => {
-                if let Err(e) = written {
+            written = out.write_some(&mut writer), if writing && !out.is_empty() => match written {
+                Ok(()) if !accepting && out.is_empty() => {
+                    writing = false;
+                    close_write(&mut writer, &log).await;
+                }
+                Ok(()) => {}
+                Err(e) => {
                     debug!(log, "write failed"; "error" => %e);
                     arrivals = None;
+                    accepting = false;
                     writing = false;
                 }
-            }
+            },
             read = reader.read_buf(&mut buf), if may_read => match read {
                 Ok(0) => {
                     if !buf.is_empty() {
@@ -113,14 +129,17 @@ pub async fn serve(
                     arrivals = None;
                 }
             },
-            // (The guard `wait_for` returns is not `Send`: drop it inside the branch.)
-            () = async { drop(shutdown.wait_for(|stop| *stop).await) }, if arrivals.is_some() => {
-                arrivals = None;
-            }
             else => break,
         }
     }
-    if writing && let Err(e) = writer.shutdown().await {
+    if writing {
+        close_write(&mut writer, &log).await;
+    }
+}
+
+/// Shuts the socket's write half (the client sees the end of the stream).
+async fn close_write(writer: &mut OwnedWriteHalf, log: &Logger) {
+    if let Err(e) = writer.shutdown().await {
         warn!(log, "closing connection failed"; "error" => %e);
     }
 }
@@ -238,13 +257,6 @@ impl Output {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         self.advance(written);
-        Ok(())
-    }
-
-    async fn write_all(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
-        while !self.is_empty() {
-            self.write_some(writer).await?;
-        }
         Ok(())
     }
 

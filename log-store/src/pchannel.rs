@@ -314,40 +314,43 @@ impl Inner {
     /// The state is taken under the writer lock, but the sync runs after it is released, so
     /// appends go on while it writes back: the checkpoint names a position, and everything
     /// before it is durable before the file is written. A truncation in between voids it
-    /// (the epoch changed), and the checkpoint is left for the next time.
+    /// (the epoch changed), and the state is taken again.
     pub(crate) fn checkpoint(&self) -> Result<(), LogError> {
         let _ck = self.ck_lock.lock();
-        let epoch = self.durability.epoch();
-        let ck = {
-            let w = self.writer.lock();
-            let st = self.state.read();
-            let mut vchannels: Vec<_> = st
-                .vchannels
-                .iter()
-                .map(|(id, v)| VChannelRecord {
-                    id: *id,
-                    log_start_offset: v.log_start_offset,
-                    log_end_offset: v.log_end_offset,
-                    retention: v.retention,
-                    deleted: v.deleted,
-                })
-                .collect();
-            vchannels.sort_unstable_by_key(|v| v.id);
-            Checkpoint {
-                position: w.end_position(),
-                active_base: w.base,
-                next_seq: w.next_seq,
-                compaction_floor: w.compaction_floor,
-                vchannels,
-                records: w.active_records.clone(),
+        loop {
+            let epoch = self.durability.epoch();
+            let ck = {
+                let w = self.writer.lock();
+                let st = self.state.read();
+                let mut vchannels: Vec<_> = st
+                    .vchannels
+                    .iter()
+                    .map(|(id, v)| VChannelRecord {
+                        id: *id,
+                        log_start_offset: v.log_start_offset,
+                        log_end_offset: v.log_end_offset,
+                        retention: v.retention,
+                        deleted: v.deleted,
+                    })
+                    .collect();
+                vchannels.sort_unstable_by_key(|v| v.id);
+                Checkpoint {
+                    position: w.end_position(),
+                    active_base: w.base,
+                    next_seq: w.next_seq,
+                    compaction_floor: w.compaction_floor,
+                    vchannels,
+                    records: w.active_records.clone(),
+                }
+            };
+            let durable = self.sync()?;
+            if durable.0 < ck.position || self.durability.epoch() != epoch {
+                // A truncation moved the end back meanwhile: take the state again.
+                continue;
             }
-        };
-        let durable = self.sync()?;
-        if durable.0 < ck.position || self.durability.epoch() != epoch {
+            ck.write(&self.dir)?;
+            self.ck_position.store(ck.position, Ordering::Release);
             return Ok(());
         }
-        ck.write(&self.dir)?;
-        self.ck_position.store(ck.position, Ordering::Release);
-        Ok(())
     }
 }

@@ -139,11 +139,17 @@ impl PChannel {
             let Some(last) = st.segments.len().checked_sub(1) else {
                 return Ok(Vec::new());
             };
+            // A segment is deleted only once the one after it is sealed. Recovery scans a
+            // segment that has no index file yet (a pending seal, or the active segment)
+            // checking that its first entry's `seq` follows the previous segment's last one,
+            // so that previous segment must still be there (`seal.rs`).
+            let successor_sealed: Vec<bool> = (0..=last)
+                .map(|i| st.segments.get(i + 1).is_some_and(|n| n.seg.is_sealed()))
+                .collect();
             let mut i = 0;
             let mut dead = Vec::new();
             st.segments.retain(|s| {
-                // A segment still being sealed is left for a later pass (`seal.rs`).
-                let keep = i == last || live[i] > 0 || !s.seg.is_sealed();
+                let keep = i == last || live[i] > 0 || !s.seg.is_sealed() || !successor_sealed[i];
                 if !keep {
                     dead.push(Arc::clone(&s.seg));
                 }

@@ -90,6 +90,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Sealer {
     dir: PathBuf,
+    durability: Arc<Durability>,
     state: Arc<(Mutex<State>, Condvar)>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -111,21 +112,30 @@ impl Sealer {
         ));
         let shared = Arc::clone(&state);
         let thread_dir = dir.clone();
+        let thread_durability = Arc::clone(&durability);
         let thread = std::thread::Builder::new()
             .name("log-store-seal".into())
-            .spawn(move || run(&thread_dir, &shared, &durability))
+            .spawn(move || run(&thread_dir, &shared, &thread_durability))
             .map_err(|e| LogError::io(Path::new("log-store-seal"), e))?;
         Ok(Sealer {
             dir,
+            durability,
             state,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues a rolled segment.
+    /// Queues a rolled segment; seals it here if the thread has stopped (an append that
+    /// raced with `close`).
     pub(crate) fn submit(&self, job: SealJob) {
         let (m, cv) = &*self.state;
-        m.lock().seals.push_back(job);
+        let mut g = m.lock();
+        if g.stop {
+            drop(g);
+            seal_or_fail(&self.dir, &job, &self.durability);
+            return;
+        }
+        g.seals.push_back(job);
         cv.notify_all();
     }
 
@@ -296,18 +306,23 @@ fn run(dir: &Path, state: &(Mutex<State>, Condvar), durability: &Durability) {
                 }
             }
             Work::Seal(job) => {
-                if let Err(e) = seal(dir, &job) {
-                    durability.fail(format!(
-                        "sealing the segment at position {} failed: {e}",
-                        job.seg.base
-                    ));
-                }
+                seal_or_fail(dir, &job, durability);
                 drop(job);
                 let mut g = m.lock();
                 g.sealing = false;
                 cv.notify_all();
             }
         }
+    }
+}
+
+/// [`seal`], and a failure recorded as a write-back error.
+fn seal_or_fail(dir: &Path, job: &SealJob, durability: &Durability) {
+    if let Err(e) = seal(dir, job) {
+        durability.fail(format!(
+            "sealing the segment at position {} failed: {e}",
+            job.seg.base
+        ));
     }
 }
 

@@ -31,6 +31,7 @@ impl PChannel {
             // standby made for the current end is void once the end moves back.
             inner.sealer.wait_idle();
             inner.sealer.reset_standby();
+            w.standby_requested = false;
             if pos < w.compaction_floor {
                 return Err(LogError::InvalidPosition {
                     position,

@@ -386,12 +386,14 @@ mod tests {
         let paused = writeback(&pc).pause();
         let segments = |pc: &PChannel| pc.inner.state.read().segments.len();
         let mut next = 0;
-        while segments(&pc) < 3 {
+        // Four segments: retention deletes a segment only once the next one is sealed, so the
+        // one before the active segment stays.
+        while segments(&pc) < 4 {
             append(&pc, 1, next);
             next += 1;
         }
-        // Retention retires both sealed segments while hints to them are queued; weak hints
-        // do not keep them from becoming spares.
+        // Retention retires the first two sealed segments while hints to them are queued;
+        // weak hints do not keep them from becoming spares.
         let all = Retention {
             ms: None,
             bytes: Some(0),

@@ -68,10 +68,11 @@ fn append_until_rolled(pc: &PChannel, mut next: i64, rolls: usize) -> i64 {
     next
 }
 
-/// Fills three segments with vchannel 1, then lets retention drop all of it: two sealed
-/// segments die, and up to `keep` of them become spares. Returns the next offset of vchannel 1.
+/// Fills four segments with vchannel 1, then lets retention drop all of it: the first two
+/// sealed segments die (the third stays until the segment after it is sealed), and up to
+/// `keep` of them become spares. Returns the next offset of vchannel 1.
 fn fill_and_expire(pc: &PChannel) -> i64 {
-    let next = append_until_rolled(pc, 0, 2);
+    let next = append_until_rolled(pc, 0, 3);
     let all = Retention {
         ms: None,
         bytes: Some(0),
@@ -91,8 +92,9 @@ fn retention_keeps_spares_and_a_roll_reuses_their_files() {
     fill_and_expire(&pc);
     let spares = files(dir.path(), ".spare");
     assert_eq!(spares.len(), 1, "one spare kept, the other segment deleted");
-    assert_eq!(files(dir.path(), ".seg").len(), 1);
-    assert!(files(dir.path(), ".idx").is_empty());
+    // The dead segment before the active one stays until the active one is sealed.
+    assert_eq!(files(dir.path(), ".seg").len(), 2);
+    assert_eq!(files(dir.path(), ".idx").len(), 1);
     let inode = fs::metadata(&spares[0]).unwrap().ino();
 
     // Vchannel 2 fills the active segment; the roll takes the spare's file (made into the
@@ -104,7 +106,7 @@ fn retention_keeps_spares_and_a_roll_reuses_their_files() {
     }
     assert!(files(dir.path(), ".spare").is_empty());
     let segs = files(dir.path(), ".seg");
-    assert_eq!(segs.len(), 2);
+    assert_eq!(segs.len(), 3);
     let recycled = segs.last().unwrap();
     assert_eq!(
         fs::metadata(recycled).unwrap().ino(),
@@ -155,7 +157,7 @@ fn zero_spares_deletes_dead_segments() {
     let (pc, _) = PChannel::open(dir.path(), options(0)).unwrap();
     fill_and_expire(&pc);
     assert!(files(dir.path(), ".spare").is_empty());
-    assert_eq!(files(dir.path(), ".seg").len(), 1);
+    assert_eq!(files(dir.path(), ".seg").len(), 2);
 }
 
 #[test]
@@ -186,7 +188,7 @@ fn a_reader_holding_a_dead_segment_keeps_it_from_being_recycled() {
 
 /// `fill_and_expire` for a vchannel 1 that already has `next` entries.
 fn fill_and_expire_from(pc: &PChannel, next: i64) {
-    append_until_rolled(pc, next, 2);
+    append_until_rolled(pc, next, 3);
     let all = Retention {
         ms: None,
         bytes: Some(0),
@@ -206,9 +208,10 @@ fn a_lost_index_file_name_after_a_roll_is_rebuilt_by_a_scan() {
     let (pc, _) = PChannel::open(dir.path(), o.clone()).unwrap();
     fill_and_expire(&pc);
     let mut n = 0;
-    // Roll into the spare, fill the recycled segment and roll out of it.
-    // (The first roll seals the segment that was active, the second the recycled one.)
-    while files(dir.path(), ".idx").len() < 2 {
+    // Roll into the spare, fill the recycled segment and roll out of it. (The first roll
+    // seals the segment that was active, the second the recycled one; the dead segment
+    // retention kept before the active one has its index file already.)
+    while files(dir.path(), ".idx").len() < 3 {
         append_one(&pc, 2, n, 1, LEN - (n as usize % 5) * 100, 0);
         n += 1;
     }

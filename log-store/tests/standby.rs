@@ -124,3 +124,59 @@ fn a_crash_with_an_unused_standby_drops_it_and_keeps_what_was_synced() {
     assert!(report.cuts.is_empty(), "{report:?}");
     check(&pc, next);
 }
+
+/// Retention deletes a dead segment only once the segment after it is sealed: recovery scans
+/// a segment whose index file is not written yet (its seal was pending at the crash) checking
+/// that its entries' `seq`s follow the previous segment's, so that segment must still be there.
+#[test]
+fn a_dead_segment_stays_until_the_next_one_is_sealed() {
+    use log_store::Retention;
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(SEG, SyncPolicy::Always);
+    let (pc, _) = PChannel::open(dir.path(), o.clone()).unwrap();
+    // Segment 0: vchannel 1 (kept) and 2; segment 1: vchannel 2 only; then segment 2 active.
+    let (mut n1, mut n2) = (0i64, 0i64);
+    append_one(&pc, 1, n1, 1, LEN, 0);
+    n1 += 1;
+    while pc.active_segment_base() != Some(Position(2 * SEG)) {
+        append_one(&pc, 2, n2, 1, LEN, 0);
+        n2 += 1;
+    }
+    append_one(&pc, 1, n1, 1, LEN, 0);
+    n1 += 1;
+    let all = Retention {
+        ms: None,
+        bytes: Some(0),
+    };
+    pc.set_retention(VChannelId(2), all).unwrap();
+    let report = pc.enforce_retention(0).unwrap();
+    assert!(
+        !report.segments_deleted.contains(&Position(SEG)),
+        "segment 1 is dead but the active segment after it is not sealed: {report:?}"
+    );
+    // Vchannel 1 rolls segment 2 out; a checkpoint names the new active segment.
+    while pc.active_segment_base() == Some(Position(2 * SEG)) {
+        append_one(&pc, 1, n1, 1, LEN, 0);
+        n1 += 1;
+    }
+    pc.checkpoint().unwrap();
+    pc.wait_sealed();
+    // A crash before segment 2's seal: no index file for it.
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_dir(dir.path(), crashed.path());
+    fs::remove_file(crashed.path().join(format!("{:020}.idx", 2 * SEG))).unwrap();
+    drop(pc);
+    let (pc, report) = PChannel::open(crashed.path(), o.clone()).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    let got = pc.read(VChannelId(1), 0, usize::MAX).unwrap();
+    assert_eq!(got.len(), n1 as usize, "{report:?}");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(&g.payload[..], &full_payload(1, i as i64, LEN)[..]);
+    }
+    // Once segment 2 is sealed, the next pass deletes segment 1.
+    let report = pc.enforce_retention(0).unwrap();
+    assert!(
+        report.segments_deleted.contains(&Position(SEG)),
+        "{report:?}"
+    );
+}

@@ -193,3 +193,31 @@ def test_grafana_dashboard_uses_exported_metrics(broker):
             used |= set(re.findall(r"sluice_[a-z_]+", target["expr"]))
     assert used, "the dashboard queries no metric"
     assert used <= exported, f"dashboard queries metrics the broker does not export: {used - exported}"
+
+
+def produce_acks0_frame(correlation_id, topic, records):
+    # Produce v3 (request header v1): no transactional id, acks=0, one partition of `topic`.
+    header = struct.pack(">hhi", 0, 3, correlation_id) + struct.pack(">h", 3) + b"raw"
+    name = topic.encode()
+    body = struct.pack(">hhi", -1, 0, 1000)
+    body += struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+    body += struct.pack(">i", 1) + struct.pack(">i", 0) + struct.pack(">i", len(records)) + records
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def test_failed_acks0_produce_closes_after_the_answers_before_it(broker):
+    # acks=0 has no response to carry an error, so the broker closes the connection (as Kafka
+    # does): the request before it is answered, the one after it is not.
+    with connect(broker) as sock:
+        sock.sendall(
+            api_versions_frame(3, 1)
+            + produce_acks0_frame(2, "no-such-topic", b"\x00" * 70)
+            + api_versions_frame(3, 3)
+        )
+        assert struct.unpack(">ih", read_frame(sock)[:6]) == (1, 0)
+        assert_closed(sock)
+    # Other connections are unaffected.
+    with connect(broker) as sock:
+        sock.sendall(api_versions_frame(3, 4))
+        assert struct.unpack(">ih", read_frame(sock)[:6]) == (4, 0)
