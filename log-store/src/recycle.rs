@@ -1,7 +1,8 @@
 //! Segment recycling: sealed segments deleted by retention are kept (up to
-//! `PChannelOptions::recycle_segments`) as spare files and reused when the active segment
-//! rolls, so that syncing writes land on blocks the filesystem has already allocated and
-//! written (an fdatasync then commits no extent conversion in the journal).
+//! `PChannelOptions::recycle_segments`) as spare files, held by the segment thread, and reused
+//! for the next segment it makes ahead of a roll (`seal.rs`), so that syncing writes land on
+//! blocks the filesystem has already allocated and written (an fdatasync then commits no extent
+//! conversion in the journal).
 //!
 //! A spare still holds its earlier life's entries. They can never be read back as entries of
 //! the new segment (see `DESIGN.md`, "Recycled segments"), because:
